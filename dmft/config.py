@@ -1,0 +1,410 @@
+"""Typed, frozen configuration: TOML files → dataclasses, validation, overrides, sweep grids.
+
+A config has the sections ``model``, ``data``, ``optim``, ``simulate``, ``solver`` and an optional ``sweep``
+table. Every key is declared once below with its type, default and allowed range; anything else is an error
+that names the key, the value and what is allowed (one line, :class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "SimulateConfig",
+    "SolverConfig",
+    "load_config",
+    "config_from_dict",
+    "parse_override",
+    "FAMILIES",
+]
+
+FAMILIES = ("deep_linear", "mean_field", "diagonal_linear", "sgd_sde")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: the message is one line naming the key, the value and what is allowed."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Field declarations. `spec` carries the validation rule of each key.
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str  # "int" | "float" | "str" | "bool" | "int_list" | "float_list"
+    lo: float | None = None  # lower bound
+    lo_open: bool = False  # lo excluded
+    hi: float | None = None
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    optional: bool = False  # None allowed
+    vmappable: bool = False  # a sweep over this key keeps array shapes (batched under one compile)
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            allowed = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            noun = {
+                "int": "an integer",
+                "float": "a number",
+                "str": "a string",
+                "bool": "true or false",
+                "int_list": "a list of integers",
+                "float_list": "a list of numbers",
+            }[self.kind]
+            bounds = []
+            if self.lo is not None:
+                bounds.append(("> " if self.lo_open else ">= ") + _fmt(self.lo))
+            if self.hi is not None:
+                bounds.append(("< " if self.hi_open else "<= ") + _fmt(self.hi))
+            allowed = noun + (" " + " and ".join(bounds) if bounds else "")
+        if self.optional:
+            allowed += " (or omit it)"
+        return allowed
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _key(default: Any, kind: str, doc: str, **rule: Any) -> Any:
+    return field(default=default, metadata={"spec": _Spec(kind, **rule), "doc": doc})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network (or matrix) being trained."""
+
+    family: str = _key("deep_linear", "str", "model family", choices=FAMILIES)
+    depth: int = _key(2, "int", "L: weight matrices before the readout", lo=1, hi=64)
+    width_ratio: float = _key(2.0, "float", "ν = N/D", lo=0, lo_open=True, hi=1e6)
+    parameterization: str = _key(
+        "mup", "str", "μP fixes γ0; NTK uses γ0/√ν", choices=("mup", "ntk"), vmappable=True
+    )
+    gamma0: float = _key(1.0, "float", "output scale γ0 (μP) or γ̃0 (NTK)", lo=0, lo_open=True, vmappable=True)
+    sigma: float = _key(1.0, "float", "σ: init std of hidden-weight entries", lo=0, lo_open=True, vmappable=True)
+    sigma_readout: float = _key(1.0, "float", "σ_w: init std of readout entries", lo=0, vmappable=True)
+    init_scale: float = _key(1.0, "float", "a: diagonal-linear init scale", lo=0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Teacher–student regression data."""
+
+    alpha: float = _key(2.0, "float", "α = P/D", lo=0, lo_open=True, hi=1e6, vmappable=True)
+    noise: float = _key(0.0, "float", "σ_ε: label-noise std", lo=0, vmappable=True)
+    teacher_variance: float = _key(1.0, "float", "ρ* = E β*_a²", lo=0, vmappable=True)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer: full-batch GD, or one-pass SGD when batch_ratio is set."""
+
+    lr: float = _key(0.05, "float", "η: base learning rate", lo=0, lo_open=True, vmappable=True)
+    steps: int = _key(40, "int", "T: number of recorded states (t = 0..T-1)", lo=1, hi=100_000)
+    batch_ratio: float | None = _key(
+        None, "float", "α_B = B/D: one-pass SGD; omit for full-batch GD", lo=0, lo_open=True, optional=True,
+        vmappable=True,
+    )
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """Finite-width twin."""
+
+    dim: int = _key(400, "int", "D of the twin", lo=2, hi=1_000_000)
+    seeds: int = _key(4, "int", "independent networks (vmapped)", lo=1, hi=10_000)
+    seed: int = _key(0, "int", "base PRNG seed", lo=0)
+    spectrum_every: int | None = _key(
+        None, "int", "record full spectra every k steps (default: about 10 times per run)", lo=1, optional=True
+    )
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Numerical settings of the theory solvers."""
+
+    divergence_threshold: float = _key(
+        1e6, "float", "flag divergence when a loss exceeds this multiple of its initial value", lo=1, lo_open=True
+    )
+    tol: float = _key(1e-8, "float", "tolerance of the self-consistency residual", lo=0, lo_open=True)
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "simulate": SimulateConfig,
+    "solver": SolverConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: five sections and an optional sweep grid.
+
+    ``sweep`` is a tuple of ``(dotted_key, values)`` pairs in the order given in the file.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    # ---- access -------------------------------------------------------------------------------------------
+    def get(self, dotted: str) -> Any:
+        section, name = _split(dotted)
+        return getattr(getattr(self, section), name)
+
+    def to_dict(self, include_sweep: bool = True) -> dict[str, dict[str, Any]]:
+        out = {s: dataclasses.asdict(getattr(self, s)) for s in _SECTIONS}
+        if include_sweep and self.sweep:
+            out["sweep"] = {k: list(v) for k, v in self.sweep}
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """All keys as ``{"section.key": value}`` (sweep excluded)."""
+        return {f"{s}.{k}": v for s, d in self.to_dict(include_sweep=False).items() for k, v in d.items()}
+
+    def replace(self, overrides: Mapping[str, Any]) -> Config:
+        """A new config with dotted keys replaced (validated)."""
+        if not overrides:
+            return self
+        data = self.to_dict()
+        for key, value in overrides.items():
+            if key.startswith("sweep."):
+                data.setdefault("sweep", {})[key[6:]] = value
+                continue
+            section, name = _resolve_key(key)
+            data.setdefault(section, {})[name] = value
+        return config_from_dict(data)
+
+    # ---- sweeps -------------------------------------------------------------------------------------------
+    @property
+    def sweep_axes(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.sweep)
+
+    def grid(self) -> Iterator[tuple[dict[str, Any], Config]]:
+        """Every point of the sweep grid as ``(coordinates, config)`` (sweep removed from each point)."""
+        base = dataclasses.replace(self, sweep=())
+        keys = [k for k, _ in self.sweep]
+        for values in itertools.product(*(v for _, v in self.sweep)):
+            coords = dict(zip(keys, values, strict=True))
+            yield coords, base.replace(coords)
+
+
+def _split(dotted: str) -> tuple[str, str]:
+    if "." not in dotted:
+        raise ConfigError(f"key {dotted!r}: expected 'section.key' with section one of {', '.join(_SECTIONS)}")
+    section, name = dotted.split(".", 1)
+    return section, name
+
+
+def _all_keys() -> dict[str, list[str]]:
+    names: dict[str, list[str]] = {}
+    for section, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            names.setdefault(f.name, []).append(section)
+    return names
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    """Map a dotted or unambiguous short key to (section, name)."""
+    if "." in key:
+        section, name = _split(key)
+        if section not in _SECTIONS:
+            raise ConfigError(f"key {key!r}: unknown section {section!r}; allowed: {', '.join(_SECTIONS)}")
+        if name not in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+            allowed = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[section]))
+            raise ConfigError(f"key {key!r}: unknown key {name!r} in [{section}]; allowed: {allowed}")
+        return section, name
+    owners = _all_keys().get(key)
+    if not owners:
+        raise ConfigError(f"key {key!r}: unknown key; allowed: section.key, e.g. model.width_ratio")
+    if len(owners) > 1:
+        raise ConfigError(f"key {key!r}: ambiguous short name; use one of {', '.join(o + '.' + key for o in owners)}")
+    return owners[0], key
+
+
+def spec_of(dotted: str) -> _Spec:
+    section, name = _resolve_key(dotted)
+    for f in dataclasses.fields(_SECTIONS[section]):
+        if f.name == name:
+            return f.metadata["spec"]
+    raise AssertionError(dotted)  # pragma: no cover
+
+
+def is_vmappable(dotted: str) -> bool:
+    """Whether a sweep over this key keeps array shapes (and can share one compiled solver)."""
+    return spec_of(dotted).vmappable
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_value(key: str, value: Any, spec: _Spec) -> Any:
+    def fail() -> ConfigError:
+        return ConfigError(f"{key} = {value!r}: must be {spec.describe()}")
+
+    if value is None:
+        if spec.optional:
+            return None
+        raise fail()
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if spec.kind == "str":
+        if not isinstance(value, str) or (spec.choices is not None and value not in spec.choices):
+            raise fail()
+        return value
+    if spec.kind in ("int_list", "float_list"):
+        if not isinstance(value, list | tuple):
+            raise fail()
+        inner = _Spec(spec.kind.split("_")[0], spec.lo, spec.lo_open, spec.hi, spec.hi_open)
+        try:
+            return tuple(_check_value(key, v, inner) for v in value)
+        except ConfigError:
+            raise fail() from None
+    if isinstance(value, bool):
+        raise fail()
+    if spec.kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise fail()
+    elif spec.kind == "float":
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise fail()
+        value = float(value)
+    if spec.lo is not None and (value < spec.lo or (spec.lo_open and value == spec.lo)):
+        raise fail()
+    if spec.hi is not None and (value > spec.hi or (spec.hi_open and value == spec.hi)):
+        raise fail()
+    return value
+
+
+def _build_section(section: str, table: Any) -> Any:
+    cls = _SECTIONS[section]
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[{section}] = {table!r}: must be a table of keys")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for name, value in table.items():
+        if name not in known:
+            raise ConfigError(
+                f"{section}.{name} = {value!r}: unknown key; allowed in [{section}]: {', '.join(known)}"
+            )
+        values[name] = _check_value(f"{section}.{name}", value, known[name].metadata["spec"])
+    return cls(**values)
+
+
+def _build_sweep(table: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"[sweep] = {table!r}: must be a table of lists")
+    out = []
+    seen = set()
+    for key, values in table.items():
+        section, name = _resolve_key(key)
+        dotted = f"{section}.{name}"
+        if dotted in seen:
+            raise ConfigError(f"sweep.{key}: {dotted} is swept twice")
+        seen.add(dotted)
+        if not isinstance(values, list | tuple) or len(values) == 0:
+            raise ConfigError(f"sweep.{key} = {values!r}: must be a non-empty list of values")
+        spec = spec_of(dotted)
+        checked = tuple(_check_value(dotted, v, spec) for v in values)
+        if len(set(checked)) != len(checked):
+            raise ConfigError(f"sweep.{key} = {values!r}: values must be distinct")
+        out.append((dotted, checked))
+    return tuple(out)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (as read from TOML) and build a :class:`Config`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config = {data!r}: must be a table")
+    kwargs: dict[str, Any] = {}
+    for section, table in data.items():
+        if section == "sweep":
+            kwargs["sweep"] = _build_sweep(table)
+        elif section in _SECTIONS:
+            kwargs[section] = _build_section(section, table)
+        else:
+            raise ConfigError(
+                f"[{section}]: unknown section; allowed: {', '.join([*_SECTIONS, 'sweep'])}"
+            )
+    cfg = Config(**kwargs)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    """Cross-key rules that no single key can express."""
+    fam = cfg.model.family
+    if fam == "deep_linear":
+        n = round(cfg.model.width_ratio * cfg.simulate.dim)
+        if n < 1:
+            raise ConfigError(
+                f"simulate.dim = {cfg.simulate.dim}: width N = width_ratio·dim = {n} must be >= 1"
+            )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value in TOML syntax; a bare word is read as a string)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. model.width_ratio=4")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+) -> Config:
+    """Load a TOML config (or the defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` maps dotted keys to values, or is a list of ``"key=value"`` strings as given to ``--set``.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r}: not found") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {str(p)!r}: unreadable ({type(e).__name__})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {str(p)!r}: invalid TOML ({e})") from None
+    cfg = config_from_dict(data)
+    if overrides:
+        if not isinstance(overrides, Mapping):
+            overrides = dict(parse_override(o) for o in overrides)
+        cfg = cfg.replace(overrides)
+    return cfg
