@@ -97,7 +97,16 @@ class ModelConfig:
     gamma0: float = _key(1.0, "float", "output scale γ0 (μP) or γ̃0 (NTK)", lo=0, lo_open=True, vmappable=True)
     sigma: float = _key(1.0, "float", "σ: init std of hidden-weight entries", lo=0, lo_open=True, vmappable=True)
     sigma_readout: float = _key(1.0, "float", "σ_w: init std of readout entries", lo=0, vmappable=True)
-    init_scale: float = _key(1.0, "float", "a: diagonal-linear init scale", lo=0, lo_open=True)
+    init_scale: float = _key(1.0, "float", "a: diagonal-linear init scale", lo=0, lo_open=True, vmappable=True)
+    form: str = _key(
+        "uv", "str", "diagonal_linear: β = u⊙v (uv) or β = u₊² − u₋² (pm)", choices=("uv", "pm")
+    )
+    rows: int = _key(32, "int", "sgd_sde: rows m of the trained W (n_h of phase_teacher)", lo=1, hi=4096)
+    cols: int = _key(16, "int", "sgd_sde: columns n of W (n_f of phase_teacher)", lo=1, hi=4096)
+    drift: str = _key(
+        "noise", "str", "sgd_sde loss: pure noise (∇L = 0), linear teacher, or the 2509.01349 tanh network",
+        choices=("noise", "teacher", "phase_teacher"),
+    )
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,15 @@ class DataConfig:
     alpha: float = _key(2.0, "float", "α = P/D", lo=0, lo_open=True, hi=1e6, vmappable=True)
     noise: float = _key(0.0, "float", "σ_ε: label-noise std", lo=0, vmappable=True)
     teacher_variance: float = _key(1.0, "float", "ρ* = E β*_a²", lo=0, vmappable=True)
+    samples: int = _key(4000, "int", "sgd_sde phase_teacher: P, fixed training-set size", lo=1, hi=10_000_000)
+    prior: str = _key(
+        "gaussian", "str", "diagonal_linear teacher prior: β*_a ~ N(0, ρ*), or Bernoulli–Gaussian (sparse)",
+        choices=("gaussian", "sparse"),
+    )
+    sparsity: float = _key(
+        0.2, "float", "diagonal_linear sparse prior: fraction of nonzero teacher entries", lo=0, lo_open=True,
+        hi=1, vmappable=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,12 @@ class OptimConfig:
         None, "float", "α_B = B/D: one-pass SGD; omit for full-batch GD", lo=0, lo_open=True, optional=True,
         vmappable=True,
     )
+    batch_size: int = _key(4, "int", "sgd_sde: B, minibatch size", lo=1, hi=1_000_000)
+    grad_noise: float = _key(
+        0.0, "float", "sgd_sde: σ_g, std of injected isotropic per-sample gradient noise", lo=0,
+        vmappable=True,
+    )
+    weight_decay: float = _key(0.0, "float", "λ_wd: weight decay", lo=0, vmappable=True)
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,11 @@ class SimulateConfig:
     spectrum_every: int | None = _key(
         None, "int", "record full spectra every k steps (default: about 10 times per run)", lo=1, optional=True
     )
+    record_spectra: bool = _key(True, "bool", "record singular-value spectra of every weight matrix")
+    snapshots: tuple[int, ...] | None = _key(
+        None, "int_list", "diagonal_linear: steps at which β is recorded for histograms, theory and twin "
+        "(default: 5 steps from 0 to T-1)", lo=0, optional=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +170,36 @@ class SolverConfig:
         1e6, "float", "flag divergence when a loss exceeds this multiple of its initial value", lo=1, lo_open=True
     )
     tol: float = _key(1e-8, "float", "tolerance of the self-consistency residual", lo=0, lo_open=True)
+    ensemble: int = _key(16, "int", "sgd_sde: SDE ensemble members (vmapped)", lo=1, hi=100_000)
+    record_every: int | None = _key(
+        None, "int", "sgd_sde: record every k steps, theory and twin (default: about 50 records)", lo=1,
+        optional=True,
+    )
+    level: str = _key(
+        "matrix", "str", "sgd_sde: integrate the matrix SDE or the singular-value SDE",
+        choices=("matrix", "singular_values"),
+    )
+    substeps: int = _key(1, "int", "sgd_sde: SDE steps per SGD step (step h = η/substeps)", lo=1, hi=10_000)
+    noise_model: str = _key(
+        "state", "str", "sgd_sde: gradient-noise variance measured at the current W, or fixed at W(0)",
+        choices=("state", "constant"),
+    )
+    samples: int = _key(4000, "int", "diagonal_linear: Monte Carlo samples S of the coordinate site", lo=16,
+                        hi=10_000_000)
+    seed: int = _key(0, "int", "diagonal_linear: PRNG seed of the Monte Carlo samples (common random numbers)",
+                     lo=0)
+    method: str = _key(
+        "causal", "str", "diagonal_linear: one-pass causal construction, or damped Picard iteration",
+        choices=("causal", "picard"),
+    )
+    response: str = _key(
+        "jvp", "str", "diagonal_linear: responses by exact tangents (jvp) or by the Stein estimate",
+        choices=("jvp", "stein"),
+    )
+    iterations: int = _key(200, "int", "diagonal_linear picard: maximum number of iterations", lo=1, hi=100_000)
+    damping: float = _key(
+        0.5, "float", "diagonal_linear picard: mixing θ of x ← (1 − θ)x + θF(x)", lo=0, lo_open=True, hi=1
+    )
 
 
 _SECTIONS: dict[str, type] = {

@@ -1,0 +1,1 @@
+"""Diagonal linear networks (``family = "diagonal_linear"``): DMFT by Monte Carlo, oracles, figures."""

@@ -1,0 +1,2 @@
+"""Standard figures (matplotlib, imported lazily)."""
+from __future__ import annotations

@@ -1,0 +1,216 @@
+r"""Finite-width twin of the proportional deep linear network (conventions.md §3), in JAX + optax.
+
+A real network is trained: h¹ = W⁰x/√D, h^{ℓ+1} = W^ℓh^ℓ/√N, f(x) = √D w·h^L/(γ0N), mean squared loss, plain SGD
+(optax) with step ηγ0²N on every parameter, full batch (P = αD fixed samples) or one-pass SGD (a fresh batch of
+B = α_B·D samples per step). Seeds are vmapped; time is a ``lax.scan``. It records
+
+* ``train_loss`` (loss on the training set, or on the step's batch for one-pass SGD) and ``test_loss``
+  = ½(|β − β*|²/D + σ_ε²), exact for the effective predictor β = (D/(γ0N)) M⁰ᵀ⋯M^{L−1}ᵀw;
+* ``spectrum``: every singular value of each normalised weight matrix M⁰ = W⁰/√D, M^ℓ = W^ℓ/√N at the steps
+  ``t_spec`` (every ``simulate.spectrum_every`` steps and the last one).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import xarray as xr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+import dmft._jax  # noqa: F401  (float64)
+
+from ..config import Config
+from ..scaling import applied_lr, effective_gamma0, parameterization_code
+
+__all__ = ["TwinSpec", "spec_from_config", "init_network", "forward", "effective_beta", "train", "simulate_config"]
+
+
+class TwinSpec(NamedTuple):
+    """Static sizes and hyperparameters of one finite-width run."""
+
+    dim: int  # D
+    width: int  # N
+    depth: int  # L
+    samples: int  # P (full batch) or B (one-pass SGD batch)
+    sgd: bool
+    steps: int  # T
+    spectrum_every: int
+    record_spectra: bool
+    lr: float
+    gamma0: float  # effective γ0
+    sigma: float
+    sigma_readout: float
+    noise: float
+    teacher_variance: float
+
+
+def spec_from_config(cfg: Config) -> TwinSpec:
+    m, d, o, s = cfg.model, cfg.data, cfg.optim, cfg.simulate
+    D = s.dim
+    N = max(1, round(m.width_ratio * D))
+    sgd = o.batch_ratio is not None
+    samples = max(1, round((o.batch_ratio if sgd else d.alpha) * D))
+    every = s.spectrum_every or max(1, (o.steps - 1) // 10)
+    g = effective_gamma0(m.gamma0, m.width_ratio, parameterization_code(m.parameterization))
+    return TwinSpec(D, N, m.depth, samples, sgd, o.steps, every, s.record_spectra, o.lr, float(g), m.sigma, m.sigma_readout,
+                    d.noise, d.teacher_variance)
+
+
+def init_network(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
+    """W⁰ (N×D), hidden W^1..W^{L−1} stacked (L−1, N, N), readout w (N,): iid N(0, σ²) and N(0, σ_w²)."""
+    k0, k1, k2 = jax.random.split(key, 3)
+    N, D, L = spec.width, spec.dim, spec.depth
+    return {
+        "W0": spec.sigma * jax.random.normal(k0, (N, D)),
+        "Wh": spec.sigma * jax.random.normal(k1, (L - 1, N, N)),
+        "w": spec.sigma_readout * jax.random.normal(k2, (N,)),
+    }
+
+
+def forward(params: dict[str, Array], x: Float[Array, "b D"], spec: TwinSpec) -> Float[Array, " b"]:
+    """f(x) = √D w·h^L/(γ0N)."""
+    h = x @ params["W0"].T / math.sqrt(spec.dim)
+    for ell in range(spec.depth - 1):
+        h = h @ params["Wh"][ell].T / math.sqrt(spec.width)
+    return math.sqrt(spec.dim) * (h @ params["w"]) / (spec.gamma0 * spec.width)
+
+
+def effective_beta(params: dict[str, Array], spec: TwinSpec) -> Float[Array, " D"]:
+    """β with f(x) = β·x/√D: β = (D/(γ0N)) M⁰ᵀM¹ᵀ⋯M^{L−1}ᵀ w."""
+    g = params["w"]
+    for ell in reversed(range(spec.depth - 1)):
+        g = params["Wh"][ell].T @ g / math.sqrt(spec.width)
+    return spec.dim * (params["W0"].T @ g / math.sqrt(spec.dim)) / (spec.gamma0 * spec.width)
+
+
+def _singular_values(params: dict[str, Array], spec: TwinSpec) -> Float[Array, "L N"]:
+    """All singular values of M⁰ = W⁰/√D and M^ℓ = W^ℓ/√N, padded with NaN to N per layer."""
+    N = spec.width
+    if not spec.record_spectra:
+        return jnp.zeros((spec.depth, 0))
+    s0 = jnp.linalg.svd(params["W0"] / math.sqrt(spec.dim), compute_uv=False)
+    s0 = jnp.concatenate([s0, jnp.full(N - s0.shape[0], jnp.nan)]) if s0.shape[0] < N else s0
+    rows = [s0]
+    if spec.depth > 1:
+        sh = jnp.linalg.svd(params["Wh"] / math.sqrt(N), compute_uv=False)
+        rows += list(sh)
+    return jnp.stack(rows)
+
+
+def _make_data(key: PRNGKeyArray, n: int, beta_star: Array, spec: TwinSpec) -> tuple[Array, Array]:
+    kx, ke = jax.random.split(key)
+    x = jax.random.normal(kx, (n, spec.dim))
+    y = x @ beta_star / math.sqrt(spec.dim) + spec.noise * jax.random.normal(ke, (n,))
+    return x, y
+
+
+@partial(jax.jit, static_argnames=("spec",))
+def train(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
+    """Train one network; returns ``train_loss``, ``test_loss`` (T,), ``spectrum`` (n_spec, L, N)."""
+    k_teacher, k_net, k_data = jax.random.split(key, 3)
+    beta_star = jax.random.normal(k_teacher, (spec.dim,))
+    beta_star = beta_star * jnp.sqrt(spec.teacher_variance * spec.dim) / jnp.linalg.norm(beta_star)
+    params = init_network(k_net, spec)
+    opt = optax.sgd(applied_lr(spec.lr, spec.gamma0, spec.width))
+    opt_state = opt.init(params)
+    x_train, y_train = _make_data(k_data, spec.samples, beta_star, spec)
+
+    def loss_fn(prm: dict[str, Array], x: Array, y: Array) -> Array:
+        return 0.5 * jnp.mean((forward(prm, x, spec) - y) ** 2)
+
+    def test_loss(prm: dict[str, Array]) -> Array:
+        b = effective_beta(prm, spec)
+        return 0.5 * (jnp.sum((b - beta_star) ** 2) / spec.dim + spec.noise**2)
+
+    def step(carry: tuple, t: Array) -> tuple[tuple, tuple[Array, Array]]:
+        prm, st = carry
+        if spec.sgd:
+            x, y = _make_data(jax.random.fold_in(k_data, t), spec.samples, beta_star, spec)
+        else:
+            x, y = x_train, y_train
+        loss, grads = jax.value_and_grad(loss_fn)(prm, x, y)
+        updates, st = opt.update(grads, st, prm)
+        return (optax.apply_updates(prm, updates), st), (loss, test_loss(prm))
+
+    def segment(carry: tuple, t0: Array) -> tuple[tuple, tuple]:
+        sv = _singular_values(carry[0], spec)
+        carry, losses = jax.lax.scan(step, carry, t0 + jnp.arange(spec.spectrum_every))
+        return carry, (losses, sv)
+
+    n_updates = spec.steps - 1
+    n_seg = n_updates // spec.spectrum_every
+    carry = (params, opt_state)
+    carry, (seg_losses, seg_sv) = jax.lax.scan(segment, carry, jnp.arange(n_seg) * spec.spectrum_every)
+    tail = n_updates - n_seg * spec.spectrum_every
+    carry, tail_losses = jax.lax.scan(step, carry, n_seg * spec.spectrum_every + jnp.arange(tail))
+    final_params = carry[0]
+    if spec.sgd:
+        xf, yf = _make_data(jax.random.fold_in(k_data, n_updates), spec.samples, beta_star, spec)
+    else:
+        xf, yf = x_train, y_train
+    last = (loss_fn(final_params, xf, yf)[None], test_loss(final_params)[None])
+    train_l = jnp.concatenate([seg_losses[0].reshape(-1), tail_losses[0], last[0]])
+    test_l = jnp.concatenate([seg_losses[1].reshape(-1), tail_losses[1], last[1]])
+    spectrum = jnp.concatenate([seg_sv, _singular_values(final_params, spec)[None]], axis=0)
+    return {"train_loss": train_l, "test_loss": test_l, "spectrum": spectrum}
+
+
+def spectrum_steps(spec: TwinSpec) -> np.ndarray:
+    n_seg = (spec.steps - 1) // spec.spectrum_every
+    return np.concatenate([np.arange(n_seg) * spec.spectrum_every, [spec.steps - 1]]).astype(int)
+
+
+def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
+    """Train ``simulate.seeds`` networks (vmapped, in chunks of up to 8 with a progress bar) at D = simulate.dim."""
+    spec = spec_from_config(cfg)
+    seeds = cfg.simulate.seeds
+    keys = jax.random.split(jax.random.key(cfg.simulate.seed), seeds)
+    chunk = min(seeds, 8)
+    n_chunks = -(-seeds // chunk)
+    pad = n_chunks * chunk - seeds
+    keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+    run = jax.vmap(lambda k: train(k, spec))
+    outs = []
+    it = range(n_chunks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc=f"simulate D={spec.dim} N={spec.width}", unit="chunk")
+    for c in it:
+        outs.append(jax.device_get(run(keys[c * chunk : (c + 1) * chunk])))
+    res = {k: np.concatenate([o[k] for o in outs])[:seeds] for k in outs[0]}
+    return to_dataset(res, spec)
+
+
+def to_dataset(res: dict[str, np.ndarray], spec: TwinSpec) -> xr.Dataset:
+    T = spec.steps
+    train_l, test_l = res["train_loss"], res["test_loss"]
+    loss0 = test_l[:, :1]
+    bad = ~np.isfinite(train_l) | ~np.isfinite(test_l) | (test_l > 1e6 * loss0) | (train_l > 1e6 * loss0)
+    diverged = bad.any(axis=1)
+    first_bad = np.where(diverged, bad.argmax(axis=1), T)
+    ds = xr.Dataset(
+        {
+            "train_loss": (("seed", "t"), train_l),
+            "test_loss": (("seed", "t"), test_l),
+            "spectrum": (("seed", "t_spec", "layer", "i"), res["spectrum"]),
+            "diverged": ("seed", diverged),
+            "divergence_step": ("seed", first_bad),
+        },
+        coords={
+            "seed": np.arange(train_l.shape[0]),
+            "t": np.arange(T),
+            "t_spec": spectrum_steps(spec),
+            "layer": np.arange(spec.depth),
+            "i": np.arange(res["spectrum"].shape[-1]),
+        },
+        attrs={"dim": spec.dim, "width": spec.width, "samples": spec.samples},
+    )
+    ds["spectrum"].attrs["note"] = "singular values of M⁰ = W⁰/√D (layer 0, NaN-padded) and M^ℓ = W^ℓ/√N"
+    return ds

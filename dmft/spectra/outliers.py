@@ -1,0 +1,353 @@
+"""Outlier singular values of a Gaussian matrix plus bulk-dependent spikes (spectra.md §3–§8).
+
+The trained n×m matrix is X = X0 + G C Φᵀ (X0 iid, entry variance σ²/m, q = n/m), with spikes G (n×k_L) and
+Φ (m×k_R) that may depend on X0 through the products Y = X0Φ and Z = X0ᵀG. Everything is driven by the six
+Grams GᵀG, GᵀY, YᵀY, ΦᵀΦ, ΦᵀZ, ZᵀZ (one common normalisation, §5) and C.
+
+**Reduced basis (§7.3).** With GᵀG = Q Λ Qᵀ, the directions with λ > ``threshold``·λ_max are kept and
+T_G = Q_kept Λ_kept^{-1/2} maps G to an orthonormal basis Ĝ = G T_G (likewise T_Φ). In that basis GᵀG = P_G,
+ΦᵀΦ = P_Φ (0/1 diagonal masks), GᵀY → T_Gᵀ GᵀY T_Φ, C → B_G C B_Φᵀ with B = Λ_kept^{1/2} Q_keptᵀ, and dropped
+directions become zero rows and columns, which leave the determinant unchanged (an identity row). Then
+
+    Core = [[GᵀY + C, P_G], [P_Φ, 0]],   Y⊥ᵀY⊥ = YᵀY − (GᵀY)ᵀ GᵀY,   Z⊥ᵀZ⊥ = ZᵀZ − (ΦᵀZ)ᵀ ΦᵀZ,
+    ℒ(s) = blockdiag(a P_G, b Y⊥ᵀY⊥),   ℛ(s) = blockdiag(a P_Φ, c Z⊥ᵀZ⊥),
+    a = 1/s,  b = s m₁(s²),  c = s m₂(s²),
+
+and the outliers are the roots s > edge = σ(1 + √q) of det(I − Core ℛ Coreᵀ ℒ) = 0 (§4).
+
+**Monotone form (used by the solver).** ℒ and ℛ are PSD above the edge, so by Sylvester's identity
+det(I − Core ℛ Coreᵀ ℒ) = det(I − S Sᵀ) = Πᵢ (1 − σᵢ(S)²) with
+
+    S(s) = ℒ^{1/2} Core ℛ^{1/2} = diag(√a, √b) · K · diag(√a, √c),   K = blockdiag(P_G, (Y⊥ᵀY⊥)^{1/2}) Core
+                                                                         · blockdiag(P_Φ, (Z⊥ᵀZ⊥)^{1/2}).
+
+K does not depend on s, and a, b, c all decrease with s, so S(s′) = E_L S(s) E_R with contractions E_L, E_R for
+s′ > s and every ordered singular value σ_j(S(s)) is non-increasing in s. Hence the j-th largest outlier is the
+unique root of σ_j(S(s)) = 1 on (edge, ∞), it exists iff σ_j(S(edge⁺)) > 1, and roots of even multiplicity
+(degenerate outliers, which a sign scan of the determinant misses) are found like any other. Because a, b, c ≤
+s/(s² − edge²), ‖S(s)‖ < 1 for s > s_hi := (‖K‖ + √(‖K‖² + 4 edge²))/2: every root lies in (edge, s_hi], so no
+growing of s_max is needed. :func:`scan_determinant_roots` is the independent grid scan of the determinant's
+sign plus local minima of |det| (§7.1, §7.4), kept as a cross-check.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+import dmft._jax  # noqa: F401  (float64 on)
+from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
+
+from .bulk import bulk_edge, resolvent_m1, resolvent_m2
+
+__all__ = [
+    "Grams",
+    "Outliers",
+    "SpikeProblem",
+    "reduce_spikes",
+    "bulk_factors",
+    "outlier_determinant",
+    "outlier_singular_values",
+    "outliers_over_time",
+    "mask_leading_block",
+    "scan_determinant_roots",
+    "gram_consistency",
+    "bbp_outliers",
+    "naive_bbp_outliers",
+]
+
+
+class Grams(NamedTuple):
+    """The six spike Grams of X = X0 + GCΦᵀ, with Y = X0Φ and Z = X0ᵀG (any one common normalisation, §5)."""
+
+    GtG: Float[Array, "... kl kl"]
+    GtY: Float[Array, "... kl kr"]
+    YtY: Float[Array, "... kr kr"]
+    PhitPhi: Float[Array, "... kr kr"]
+    PhitZ: Float[Array, "... kr kl"]
+    ZtZ: Float[Array, "... kl kl"]
+
+
+class Outliers(NamedTuple):
+    """Outlier singular values (descending, NaN-padded to k_max) and diagnostics.
+
+    ``n_outliers`` counts every root above edge·(1 + edge_tol), also those beyond k_max. ``converged`` is False
+    when an input is not finite or a root did not reach its tolerance. ``consistency`` is
+    :func:`gram_consistency` of the Grams used.
+    """
+
+    sv: Float[Array, "... k_max"]
+    edge: Float[Array, "..."]
+    n_outliers: Int[Array, "..."]
+    converged: Bool[Array, "..."]
+    consistency: Float[Array, "..."]
+
+
+class SpikeProblem(NamedTuple):
+    """A spike problem in the reduced orthonormal basis (see the module docstring)."""
+
+    core: Float[Array, "kl+kr kr+kl"]
+    yperp: Float[Array, "kr kr"]  # Y⊥ᵀY⊥
+    zperp: Float[Array, "kl kl"]  # Z⊥ᵀZ⊥
+    keep_g: Float[Array, " kl"]  # diagonal of P_G (1 kept, 0 dropped)
+    keep_phi: Float[Array, " kr"]
+    kernel: Float[Array, "kl+kr kr+kl"]  # K
+    finite: Bool[Array, ""]
+
+
+def _sym(a: Array) -> Array:
+    return 0.5 * (a + a.T)
+
+
+def _orthonormalizer(gram: Float[Array, "k k"], threshold: ArrayLike) -> tuple[Array, Array, Array]:
+    """T = Q Λ^{-1/2}, B = Λ^{1/2} Qᵀ on the eigen-directions with λ > threshold·λ_max (zero elsewhere), and the mask."""
+    lam, q = jnp.linalg.eigh(_sym(gram))
+    cut = jnp.maximum(threshold * jnp.max(lam), jnp.finfo(lam.dtype).tiny)
+    keep = lam > cut
+    lam_safe = jnp.where(keep, lam, 1.0)
+    t = q * jnp.where(keep, 1 / jnp.sqrt(lam_safe), 0.0)
+    b = (q * jnp.where(keep, jnp.sqrt(lam_safe), 0.0)).T
+    return t, b, keep.astype(lam.dtype)
+
+
+def _psd_sqrt(a: Float[Array, "k k"]) -> Float[Array, "k k"]:
+    """Symmetric square root with negative eigenvalues clipped (conventions.md §7)."""
+    lam, q = jnp.linalg.eigh(_sym(a))
+    return (q * jnp.sqrt(jnp.maximum(lam, 0.0))) @ q.T
+
+
+def reduce_spikes(grams: Grams, c: Float[Array, "kl kr"], threshold: ArrayLike = 1e-10) -> SpikeProblem:
+    """Core, Y⊥ᵀY⊥, Z⊥ᵀZ⊥ and K in the eigen-thresholded orthonormal basis of span(G) and span(Φ) (§3, §7.3)."""
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in grams])) & jnp.all(jnp.isfinite(c))
+    grams = Grams(*(jnp.where(finite, g, 0.0) for g in grams))
+    c = jnp.where(finite, c, 0.0)
+    tg, bg, keep_g = _orthonormalizer(grams.GtG, threshold)
+    tf, bf, keep_f = _orthonormalizer(grams.PhitPhi, threshold)
+    gy = tg.T @ grams.GtY @ tf
+    fz = tf.T @ grams.PhitZ @ tg
+    yperp = _sym(tf.T @ grams.YtY @ tf - gy.T @ gy)
+    zperp = _sym(tg.T @ grams.ZtZ @ tg - fz.T @ fz)
+    cr = bg @ c @ bf.T
+    kl, kr = keep_g.shape[0], keep_f.shape[0]
+    core = jnp.block([[gy + cr, jnp.diag(keep_g)], [jnp.diag(keep_f), jnp.zeros((kr, kl))]])
+    left = jax.scipy.linalg.block_diag(jnp.diag(keep_g), _psd_sqrt(yperp))
+    right = jax.scipy.linalg.block_diag(jnp.diag(keep_f), _psd_sqrt(zperp))
+    return SpikeProblem(core, yperp, zperp, keep_g, keep_f, left @ core @ right, finite)
+
+
+def bulk_factors(s: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> tuple[Array, Array, Array]:
+    """(a, b, c) = (1/s, s m₁(s²), s m₂(s²)): the action of s(s² − X_bX_bᵀ)⁻¹ and its right twin (§4)."""
+    s = jnp.asarray(s, dtype=float)
+    return 1 / s, s * resolvent_m1(s**2, q, sigma), s * resolvent_m2(s**2, q, sigma)
+
+
+def _s_matrix(p: SpikeProblem, s: Array, q: ArrayLike, sigma: ArrayLike) -> Array:
+    a, b, c = bulk_factors(s, q, sigma)
+    kl, kr = p.keep_g.shape[0], p.keep_phi.shape[0]
+    dl = jnp.concatenate([jnp.full(kl, jnp.sqrt(a)), jnp.full(kr, jnp.sqrt(b))])
+    dr = jnp.concatenate([jnp.full(kr, jnp.sqrt(a)), jnp.full(kl, jnp.sqrt(c))])
+    return dl[:, None] * p.kernel * dr[None, :]
+
+
+def _slogdet(p: SpikeProblem, s: Array, q: ArrayLike, sigma: ArrayLike) -> tuple[Array, Array]:
+    """sign and log|det(I − Core ℛ(s) Coreᵀ ℒ(s))| (§4), evaluated as written."""
+    a, b, c = bulk_factors(s, q, sigma)
+    ell = jax.scipy.linalg.block_diag(a * jnp.diag(p.keep_g), b * p.yperp)
+    rr = jax.scipy.linalg.block_diag(a * jnp.diag(p.keep_phi), c * p.zperp)
+    n = ell.shape[0]
+    return jnp.linalg.slogdet(jnp.eye(n) - p.core @ rr @ p.core.T @ ell)
+
+
+@jax.jit
+def outlier_determinant(
+    s: Float[ArrayLike, " n"],
+    grams: Grams,
+    c: Float[Array, "kl kr"],
+    q: ArrayLike,
+    sigma: ArrayLike,
+    threshold: ArrayLike = 1e-10,
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    """(sign, log|det|) of det(I − Core ℛ(s) Coreᵀ ℒ(s)) at each s > edge (§4)."""
+    p = reduce_spikes(grams, c, threshold)
+    return jax.vmap(lambda x: _slogdet(p, x, q, sigma))(jnp.atleast_1d(jnp.asarray(s, dtype=float)))
+
+
+def _search_interval(p: SpikeProblem, q: ArrayLike, sigma: ArrayLike, edge_tol: ArrayLike) -> tuple[Array, Array]:
+    edge = bulk_edge(q, sigma)
+    s_lo = edge * (1 + edge_tol)
+    knorm = jnp.linalg.norm(p.kernel, ord=2)
+    s_hi = 1.1 * (knorm + jnp.sqrt(knorm**2 + 4 * edge**2)) / 2
+    return s_lo, jnp.maximum(s_hi, 1.01 * s_lo)
+
+
+@jax.jit
+def gram_consistency(grams: Grams) -> Float[Array, ""]:
+    """‖ΦᵀZ − (GᵀY)ᵀ‖_F / max(‖ΦᵀZ‖_F, ‖GᵀY‖_F): the free check of §5 (0 for exact Grams)."""
+    diff = jnp.linalg.norm(grams.PhitZ - jnp.swapaxes(grams.GtY, -1, -2), axis=(-2, -1))
+    scale = jnp.maximum(
+        jnp.maximum(jnp.linalg.norm(grams.PhitZ, axis=(-2, -1)), jnp.linalg.norm(grams.GtY, axis=(-2, -1))),
+        jnp.finfo(diff.dtype).tiny,
+    )
+    return diff / scale
+
+
+@partial(jax.jit, static_argnames=("k_max",))
+def outlier_singular_values(
+    grams: Grams,
+    c: Float[Array, "kl kr"],
+    q: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    k_max: int = 4,
+    edge_tol: ArrayLike = 1e-3,
+    threshold: ArrayLike = 1e-10,
+) -> Outliers:
+    """The k_max largest outlier singular values of X0 + GCΦᵀ from its Grams (§4), NaN where there are fewer.
+
+    Arguments: the six Grams and C in one common normalisation (§5; any scalar rescaling G → aG, Φ → bΦ,
+    C → C/(ab) gives the same roots), the aspect ratio q = n/m and the entry std σ of X0 (variance σ²/m).
+    Roots within ``edge_tol`` (relative) of the edge σ(1 + √q) are not reported (§7.2); Gram directions with
+    eigenvalue below ``threshold``·λ_max are dropped (§7.3). The j-th root solves σ_j(S(s)) = 1 (module
+    docstring), refined by Chandrupatla's method to machine precision. jit/vmap-able over every array argument.
+    """
+    p = reduce_spikes(grams, c, threshold)
+    s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
+    top = jnp.linalg.svd(_s_matrix(p, s_lo, q, sigma), compute_uv=False)
+    n_out = jnp.sum(top > 1)
+
+    def root(j: Array) -> tuple[Array, Array]:
+        def h(s: Array) -> Array:
+            return jnp.linalg.svd(_s_matrix(p, s, q, sigma), compute_uv=False)[j] - 1
+
+        has = j < n_out
+        r = chandrupatla(h, jnp.where(has, s_lo, s_hi), s_hi)
+        return jnp.where(has, r.x, jnp.nan), r.converged | ~has
+
+    js = jnp.arange(k_max)
+    sv, ok = jax.vmap(root)(jnp.where(js < top.shape[0], js, top.shape[0] - 1))
+    sv = jnp.where(js < top.shape[0], sv, jnp.nan)
+    converged = p.finite & jnp.all(ok)
+    return Outliers(sv, bulk_edge(q, sigma), n_out, converged, gram_consistency(grams))
+
+
+def mask_leading_block(grams: Grams, c: Float[Array, "T T"], t: ArrayLike) -> tuple[Grams, Float[Array, "T T"]]:
+    """Keep the [0, t)² leading block of every T×T Gram and of C, zero elsewhere.
+
+    The zero rows and columns of GᵀG and ΦᵀΦ fall below any threshold, so the reduced problem (and its
+    determinant) is exactly the one of the t×t blocks: the spikes s < t of the state after t steps (§6).
+    """
+    m = (jnp.arange(c.shape[-1]) < t).astype(c.dtype)
+    mm = m[:, None] * m[None, :]
+    return Grams(*(g * mm for g in grams)), c * mm
+
+
+@partial(jax.jit, static_argnames=("k_max",))
+def outliers_over_time(
+    grams: Grams,
+    c: Float[Array, "T T"],
+    q: ArrayLike,
+    sigma: ArrayLike,
+    steps: Int[ArrayLike, " n_steps"] | None = None,
+    *,
+    k_max: int = 4,
+    edge_tol: ArrayLike = 1e-3,
+    threshold: ArrayLike = 1e-10,
+) -> Outliers:
+    """Outliers of the state after t steps, for each t in ``steps`` (default 0..T−1), from T×T level-1 Grams.
+
+    The state after t steps carries the spikes s < t, whose Grams are the [0, t)² leading blocks (by causality
+    equal to the horizon-t solution). Each block is embedded in the T×T arrays by :func:`mask_leading_block`
+    and all steps are solved in one vmap. Returns :class:`Outliers` with a leading axis over steps
+    (``sv``: (n_steps, k_max)); ``consistency`` is that of each t×t block.
+    """
+    steps = jnp.arange(c.shape[-1]) if steps is None else jnp.asarray(steps)
+
+    def one(t: Array) -> Outliers:
+        g, ct = mask_leading_block(grams, c, t)
+        return outlier_singular_values(g, ct, q, sigma, k_max=k_max, edge_tol=edge_tol, threshold=threshold)
+
+    return jax.vmap(one)(steps)
+
+
+@partial(jax.jit, static_argnames=("k_max", "n_grid"))
+def scan_determinant_roots(
+    grams: Grams,
+    c: Float[Array, "kl kr"],
+    q: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    k_max: int = 4,
+    n_grid: int = 2000,
+    edge_tol: ArrayLike = 1e-3,
+    threshold: ArrayLike = 1e-10,
+    double_tol: ArrayLike = 1e-6,
+) -> Float[Array, " k_max"]:
+    """Outliers from the determinant alone (§7.1, §7.4): an independent check of :func:`outlier_singular_values`.
+
+    The sign of det(I − Core ℛ Coreᵀ ℒ) is scanned on ``n_grid`` points geometric in s − edge on
+    (edge·(1 + edge_tol), s_hi], each sign change is refined by Chandrupatla's method on sign·|det|^{1/n}
+    (n = 2k, which keeps the function O(1)); each grid local minimum of |det| that is not a sign change is refined
+    by golden-section search and counted as a double root when |det| there is below ``double_tol`` times its
+    value at the neighbouring grid points. Returns the k_max largest roots (with multiplicity), NaN-padded.
+    """
+    p = reduce_spikes(grams, c, threshold)
+    s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
+    edge = bulk_edge(q, sigma)
+    u = jnp.linspace(0.0, 1.0, n_grid)
+    grid = edge + (s_lo - edge) * ((s_hi - edge) / (s_lo - edge)) ** u
+    n = p.core.shape[0]
+
+    def g(s: Array) -> Array:
+        sign, logabs = _slogdet(p, s, q, sigma)
+        return sign * jnp.exp(logabs / n)
+
+    def logabs(s: Array) -> Array:
+        return _slogdet(p, s, q, sigma)[1]
+
+    vals = jax.vmap(g)(grid)
+    lo, hi, valid = sign_change_brackets(grid, vals, k_max)
+    simple = jax.vmap(lambda a, b: chandrupatla(g, a, b).x)(jnp.where(valid, lo, s_lo), jnp.where(valid, hi, s_hi))
+    simple = jnp.where(valid, simple, jnp.nan)
+
+    absv = jnp.abs(vals)
+    i, vmin = local_minima(absv, k_max)
+    not_change = (jnp.sign(vals[i - 1]) == jnp.sign(vals[i])) & (jnp.sign(vals[i + 1]) == jnp.sign(vals[i]))
+    x_min, log_min = jax.vmap(lambda a, b: golden_section(logabs, a, b))(grid[i - 1], grid[i + 1])
+    log_nb = jnp.maximum(jax.vmap(logabs)(grid[i - 1]), jax.vmap(logabs)(grid[i + 1]))
+    is_double = vmin & not_change & (log_min < log_nb + jnp.log(double_tol))
+    double = jnp.where(is_double, x_min, jnp.nan)
+
+    roots = jnp.concatenate([simple, double, double])
+    roots = -jnp.sort(-jnp.where(jnp.isnan(roots), -jnp.inf, roots))[:k_max]
+    return jnp.where(jnp.isfinite(roots), roots, jnp.nan)
+
+
+@jax.jit
+def bbp_outliers(theta: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> Float[Array, "..."]:
+    """Classic BBP (§8): rank-one spike θuvᵀ with unit u, v independent of X0.
+
+    s = σ√((1 + τ²)(q + τ²))/τ with τ = θ/σ, when τ > q^{1/4}; NaN otherwise (no outlier). Square: σ(τ + 1/τ).
+    """
+    theta, q, sigma = (jnp.asarray(x, dtype=float) for x in (theta, q, sigma))
+    tau = theta / sigma
+    above = tau > q**0.25
+    tau = jnp.where(above, tau, 1.0)
+    return jnp.where(above, sigma * jnp.sqrt((1 + tau**2) * (q + tau**2)) / tau, jnp.nan)
+
+
+@partial(jax.jit, static_argnames=("k_max",))
+def naive_bbp_outliers(
+    grams: Grams, c: Float[Array, "kl kr"], q: ArrayLike, sigma: ArrayLike, *, k_max: int = 4
+) -> Float[Array, " k_max"]:
+    """BBP applied to the singular values θ_i of the spike GCΦᵀ alone, as if it were independent of X0.
+
+    θ_i are the singular values of (GᵀG)^{1/2} C (ΦᵀΦ)^{1/2}. This ignores GᵀY, YᵀY, ZᵀZ, so it is wrong for
+    spikes that depend on X0 (§8); it is the baseline that the conditioning theory corrects.
+    """
+    theta = jnp.linalg.svd(_psd_sqrt(grams.GtG) @ c @ _psd_sqrt(grams.PhitPhi), compute_uv=False)
+    theta = jnp.concatenate([theta, jnp.zeros(max(k_max - theta.shape[0], 0))])[:k_max]
+    return bbp_outliers(theta, q, sigma)
