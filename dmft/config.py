@@ -153,7 +153,7 @@ class SimulateConfig:
     seeds: int = _key(4, "int", "independent networks (vmapped)", lo=1, hi=10_000)
     seed: int = _key(0, "int", "base PRNG seed", lo=0)
     spectrum_every: int | None = _key(
-        None, "int", "record full spectra every k steps (default: about 10 times per run)", lo=1, optional=True
+        None, "int", "record full spectra every k steps (default: about 5 times per run)", lo=1, optional=True
     )
     record_spectra: bool = _key(True, "bool", "record singular-value spectra of every weight matrix")
     snapshots: tuple[int, ...] | None = _key(
@@ -196,9 +196,14 @@ class SolverConfig:
         "jvp", "str", "diagonal_linear: responses by exact tangents (jvp) or by the Stein estimate",
         choices=("jvp", "stein"),
     )
+    replicas: int = _key(
+        8, "int", "diagonal_linear: independent replica solves of samples/replicas each, whose spread gives the "
+        "Monte Carlo error (0: no error estimate)", lo=0, hi=1000,
+    )
     iterations: int = _key(200, "int", "diagonal_linear picard: maximum number of iterations", lo=1, hi=100_000)
     damping: float = _key(
-        0.5, "float", "diagonal_linear picard: mixing θ of x ← (1 − θ)x + θF(x)", lo=0, lo_open=True, hi=1
+        1.0, "float", "diagonal_linear picard: mixing θ of x ← (1 − θ)x + θF(x) (1: plain iteration, exact "
+        "after at most T steps since the map is causal)", lo=0, lo_open=True, hi=1
     )
 
 
@@ -418,6 +423,23 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 def _check_consistency(cfg: Config) -> None:
     """Cross-key rules that no single key can express."""
     fam = cfg.model.family
+    if fam == "diagonal_linear":
+        sv = cfg.solver
+        if sv.replicas == 1 or (sv.replicas and sv.samples // sv.replicas < 8):
+            raise ConfigError(
+                f"solver.replicas = {sv.replicas}: must be 0 or >= 2 with at least 8 samples each "
+                f"(solver.samples = {sv.samples})"
+            )
+        if cfg.data.prior == "sparse" and cfg.data.sparsity * sv.samples < 8:
+            raise ConfigError(
+                f"data.sparsity = {cfg.data.sparsity}: fewer than 8 of solver.samples = {sv.samples} would be "
+                "nonzero; raise solver.samples or the sparsity"
+            )
+        snaps = cfg.simulate.snapshots
+        if snaps is not None and max(snaps) >= cfg.optim.steps:
+            raise ConfigError(
+                f"simulate.snapshots = {list(snaps)!r}: steps must be < optim.steps = {cfg.optim.steps}"
+            )
     if fam == "deep_linear":
         n = round(cfg.model.width_ratio * cfg.simulate.dim)
         if n < 1:

@@ -15,7 +15,7 @@ from .config import Config, ConfigError, config_from_dict, load_config
 
 __all__ = ["save_dataset", "load_dataset", "config_to_toml", "config_of", "attach_config"]
 
-_ENGINE = "h5netcdf"
+_ENGINE = "netcdf4"
 
 
 def _toml_value(v: Any) -> str:

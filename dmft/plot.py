@@ -1,2 +1,160 @@
-"""Standard figures (matplotlib, imported lazily)."""
+"""Standard figures (matplotlib is imported on first use).
+
+Theory is drawn as lines; finite-width twins as their mean over seeds with a ±1 standard-deviation band.
+"""
+
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["loss_figure", "sweep_loss_figure", "spectrum_figure", "figures_for", "merge_compare", "split_compare"]
+
+SIM_PREFIX = "sim_"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _band(ax: Any, t: np.ndarray, runs: xr.DataArray, color: str, label: str) -> None:
+    mean = runs.mean("seed").values
+    std = runs.std("seed").values if runs.sizes["seed"] > 1 else np.zeros_like(mean)
+    ax.plot(t, mean, "o", ms=3, color=color, label=label)
+    ax.fill_between(t, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def loss_figure(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None, logy: bool = True) -> Any:
+    """Train and test loss against t: theory lines, simulation mean ± std over seeds."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
+    for ax, name in zip(axes, ("train_loss", "test_loss"), strict=True):
+        if theory is not None and name in theory:
+            ax.plot(theory["t"].values, theory[name].values, "-", color="C0", label="DMFT")
+        if sim is not None and name in sim:
+            dim = sim.attrs.get("dim")
+            _band(ax, sim["t"].values, sim[name], "C1", f"twin (D={dim}, {sim.sizes['seed']} seeds)")
+        ax.set_xlabel("step t")
+        ax.set_title(name.replace("_", " "))
+        if logy:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    for ds in (theory, sim):
+        if ds is not None and bool(np.any(ds.get("diverged", False))):
+            fig.suptitle("diverged: learning rate past stability", color="red")
+    fig.tight_layout()
+    return fig
+
+
+def spectrum_figure(sim: xr.Dataset, bulk: dict[int, Any] | None = None, outliers: xr.DataArray | None = None) -> Any:
+    """Histograms of simulated singular values of every weight matrix at the first and last recorded steps.
+
+    ``bulk`` maps a layer to a callable s ↦ density (theory bulk); ``outliers`` (dims layer, t, k) are drawn as
+    vertical lines at the last step.
+    """
+    plt = _plt()
+    layers = sim["layer"].values
+    steps = sim["t_spec"].values[[0, -1]] if sim.sizes["t_spec"] > 1 else sim["t_spec"].values
+    fig, axes = plt.subplots(len(steps), len(layers), figsize=(3.4 * len(layers), 2.6 * len(steps)), squeeze=False)
+    for r, ts in enumerate(steps):
+        for c, layer in enumerate(layers):
+            ax = axes[r, c]
+            sv = sim["spectrum"].sel(t_spec=ts, layer=layer).values.ravel()
+            sv = sv[np.isfinite(sv)]
+            ax.hist(sv, bins=60, density=True, color="C1", alpha=0.6, label="twin")
+            if bulk is not None and layer in bulk:
+                s = np.linspace(1e-6, sv.max() * 1.05, 400)
+                ax.plot(s, bulk[layer](s), "C0-", lw=1.2, label="bulk law")
+            if outliers is not None and r == len(steps) - 1:
+                vals = outliers.sel(layer=layer).sel(t=ts, method="nearest").values
+                for v in vals[np.isfinite(vals)]:
+                    ax.axvline(v, color="C3", lw=1)
+            ax.set_yscale("log")
+            ax.set_title(f"W^{layer}, t = {ts}", fontsize=9)
+            ax.set_xlabel("singular value")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_loss_figure(grid: xr.Dataset, name: str = "test_loss") -> Any:
+    """Loss curves over a sweep: one panel per value of the second axis (if any), colour = first axis."""
+    plt = _plt()
+    axes_names = [d for d in grid[name].dims if d not in ("t", "seed")]
+    if not axes_names:
+        return loss_figure(grid)
+    first = axes_names[0]
+    rest = axes_names[1:]
+    panels = [{}] if not rest else [{rest[0]: v} for v in grid[rest[0]].values]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, sel in zip(axes[0], panels, strict=True):
+        sub = grid[name].sel(sel)
+        for i, v in enumerate(grid[first].values):
+            curve = sub.sel({first: v})
+            extra = [d for d in curve.dims if d not in ("t", "seed")]
+            if extra:
+                curve = curve.isel({d: 0 for d in extra})
+            if "seed" in curve.dims:
+                curve = curve.mean("seed")
+            ax.plot(grid["t"].values, curve.values, color=cmap(i / max(1, grid.sizes[first] - 1)),
+                    label=f"{first} = {v}")
+        ax.set_yscale("log")
+        ax.set_xlabel("step t")
+        ax.set_ylabel(name.replace("_", " "))
+        ax.set_title(", ".join(f"{k} = {v}" for k, v in sel.items()) or name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def merge_compare(theory: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
+    """One Dataset holding theory (names unchanged) and twin (names prefixed ``sim_``), for a single file."""
+    renamed = sim.rename({v: SIM_PREFIX + v for v in sim.data_vars})
+    out = xr.merge([theory, renamed], compat="override", join="outer", combine_attrs="override")
+    out.attrs = dict(theory.attrs)
+    out.attrs["kind"] = "compare"
+    out.attrs["sim_dim"] = sim.attrs.get("dim", -1)
+    return out
+
+
+def split_compare(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """Inverse of :func:`merge_compare`."""
+    sim_vars = [v for v in ds.data_vars if v.startswith(SIM_PREFIX)]
+    theory = ds.drop_vars(sim_vars)
+    theory = theory.drop_dims([d for d in ("seed", "t_spec", "i") if d in theory.dims and
+                               not any(d in theory[v].dims for v in theory.data_vars)])
+    sim = ds[sim_vars].rename({v: v[len(SIM_PREFIX):] for v in sim_vars})
+    sim.attrs = dict(ds.attrs)
+    sim.attrs["dim"] = ds.attrs.get("sim_dim")
+    return theory, sim
+
+
+def figures_for(ds: xr.Dataset) -> dict[str, Any]:
+    """The standard figures of any saved result (run, simulate, compare or sweep)."""
+    from .io import config_of
+    from .models import family_module
+
+    family = config_of(ds).model.family
+    kind = ds.attrs.get("kind", "theory")
+    module = family_module(family, "models")
+    if ds.attrs.get("sweep_axes"):
+        if hasattr(module, "sweep_figures"):
+            return module.sweep_figures(ds)
+        name = "test_loss" if "test_loss" in ds else next(iter(ds.data_vars))
+        return {"sweep": sweep_loss_figure(ds, name)}
+    if kind == "compare":
+        theory, sim = split_compare(ds)
+        return module.figures(theory, sim)
+    if kind == "simulation":
+        return module.figures(None, ds)
+    return module.figures(ds, None)

@@ -49,6 +49,7 @@ __all__ = [
     "lazy_kappa",
     "lazy_test_loss",
     "initial_losses",
+    "first_step_test_loss",
     "to_dataset",
     "figures",
 ]
@@ -132,6 +133,33 @@ def lazy_test_loss(
     signal = c0 * ((decay**2) @ weights + atom)
     noise_part = noise**2 / alpha * (((1 - decay) ** 2 / lam[None, :]) @ weights)
     return 0.5 * (signal + noise_part + noise**2)
+
+
+def first_step_test_loss(p: DeepLinearParams) -> Float[Array, ""]:
+    r"""Exact test loss after one GD step of a depth-1 network (L = 1) as D → ∞, by free probability.
+
+    One step gives β̃(1) = β̃(0) + ηK′q̂(0) with K′ = aI + B, a = σ_w²(1 − ησ²/ν), B = M⁰ᵀM⁰/ν (MP law, ratio
+    1/ν, scale σ²), q̂ = Zᵀ(ε − Zβ̃(0))/α and Cov β̃(0) = cB + ρ*I, c = σ_w²/(γ0²ν). With A = ZᵀZ free from B
+    (τ(A) = α, τ(A²) = α² + α) and u = η/α:
+
+        E|β̃(1)|²/D = ρ*[1 − 2uα τ(K′) + u²τ(A²)τ(K′²)]
+                    + c[τ(B) − 2uα τ(K′B) + u²(τ(A²)τ(K′²)τ(B) + α²τ(K′²B) − α²τ(K′²)τ(B))] + (η²σ_ε²/α)τ(K′²)
+
+    This is derived independently of the DMFT and is used to check it (tests/test_deep_linear_theory.py).
+    """
+    lr, g0, nu, sig, sw, alpha, noise, rho = p
+    c = sw**2 / (g0**2 * nu)
+    a = sw**2 * (1 - lr * sig**2 / nu)
+    u = lr / alpha
+    t_b, t_b2, t_b3 = sig**2, sig**4 * (1 + 1 / nu), sig**6 * (1 + 3 / nu + 1 / nu**2)
+    t_k2 = a * a + 2 * a * t_b + t_b2
+    t_kb = a * t_b + t_b2
+    t_k2b = a * a * t_b + 2 * a * t_b2 + t_b3
+    t_a2 = alpha**2 + alpha
+    err = rho * (1 - 2 * u * alpha * (a + t_b) + u * u * t_a2 * t_k2)
+    err += c * (t_b - 2 * u * alpha * t_kb + u * u * (t_a2 * t_k2 * t_b + alpha**2 * t_k2b - alpha**2 * t_k2 * t_b))
+    err += lr**2 * noise**2 / alpha * t_k2
+    return 0.5 * (err + noise**2)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -362,7 +390,6 @@ def _residuals(s: dict[str, Array], p: DeepLinearParams, depth: int, sgd: bool, 
     return jnp.max(jnp.stack(res))
 
 
-@partial(jax.jit, static_argnames=("steps", "depth", "sgd", "check"))
 def solve(
     params: DeepLinearParams,
     steps: int,
@@ -379,8 +406,24 @@ def solve(
     ``diverged`` (bool), ``divergence_step`` (first t whose loss exceeded ``divergence_threshold``× its initial
     value or was not finite; ``steps`` if none) and ``residual`` (largest relative residual of the global equations
     on the valid block; NaN unless ``check``). Losses after ``divergence_step`` are NaN, flagged by ``diverged``.
+
+    Parameters are cast to float64 arrays first, so Python floats and arrays share one compiled solver.
     """
-    p = DeepLinearParams(*(jnp.asarray(x, dtype=jnp.float64) for x in params))
+    params = DeepLinearParams(*(jnp.asarray(x, dtype=jnp.float64) for x in params))
+    threshold = jnp.asarray(divergence_threshold, dtype=jnp.float64)
+    return _solve(params, steps, depth, sgd, threshold, check)
+
+
+@partial(jax.jit, static_argnames=("steps", "depth", "sgd", "check"))
+def _solve(
+    params: DeepLinearParams,
+    steps: int,
+    depth: int,
+    sgd: bool = False,
+    divergence_threshold: float = 1e6,
+    check: bool = True,
+) -> dict[str, Array]:
+    p = params
     state0 = _empty_state(depth, steps)
 
     def body(state: dict[str, Array], t: Array) -> tuple[dict[str, Array], None]:
