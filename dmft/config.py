@@ -252,7 +252,8 @@ class Config:
         data = self.to_dict()
         for key, value in overrides.items():
             if key.startswith("sweep."):
-                data.setdefault("sweep", {})[key[6:]] = value
+                section, name = _resolve_key(key[6:])
+                data.setdefault("sweep", {})[f"{section}.{name}"] = value
                 continue
             section, name = _resolve_key(key)
             data.setdefault(section, {})[name] = value

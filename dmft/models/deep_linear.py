@@ -414,6 +414,33 @@ def solve(
     return _solve(params, steps, depth, sgd, threshold, check)
 
 
+def block_ends(steps: int) -> list[int]:
+    """Ends of the time blocks of the march. Rows in block k only touch the leading end_k × end_k corner, so
+    marching block by block on growing arrays moves ~½ of the memory of a full-size march (4 blocks) at the
+    price of one compiled loop body per block. Short horizons use a single block."""
+    blocks = 1 if steps < 768 else 4
+    return [round(steps * (k + 1) / blocks) for k in range(blocks)]
+
+
+def _march(p: DeepLinearParams, steps: int, depth: int, sgd: bool) -> dict[str, Array]:
+    """Run the row step for t = 0..T−1, block by block, on arrays that grow to T×T."""
+
+    def body(state: dict[str, Array], t: Array) -> tuple[dict[str, Array], None]:
+        return _row_step(state, t, p, depth, sgd), None
+
+    start = 0
+    state = None
+    for end in block_ends(steps):
+        if state is None:
+            state = _empty_state(depth, end)
+        else:
+            grow = end - start
+            state = jax.tree.map(lambda x, g=grow: jnp.pad(x, [(0, g)] * x.ndim), state)
+        state, _ = jax.lax.scan(body, state, jnp.arange(start, end))
+        start = end
+    return state
+
+
 @partial(jax.jit, static_argnames=("steps", "depth", "sgd", "check"))
 def _solve(
     params: DeepLinearParams,
@@ -424,12 +451,7 @@ def _solve(
     check: bool = True,
 ) -> dict[str, Array]:
     p = params
-    state0 = _empty_state(depth, steps)
-
-    def body(state: dict[str, Array], t: Array) -> tuple[dict[str, Array], None]:
-        return _row_step(state, t, p, depth, sgd), None
-
-    state, _ = jax.lax.scan(body, state0, jnp.arange(steps))
+    state = _march(p, steps, depth, sgd)
     test = 0.5 * (jnp.diag(state["Cb"]) + p.noise**2)
     train = 0.5 * jnp.diag(state["CD"])
     loss0 = initial_losses(p, depth)
