@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["loss_figure", "sweep_loss_figure", "spectrum_figure", "figures_for", "merge_compare", "split_compare"]
+__all__ = [
+    "loss_figure", "sweep_loss_figure", "spectrum_figure", "outlier_trajectory_figure", "sharpness_figure",
+    "figures_for", "merge_compare", "split_compare",
+]
 
 SIM_PREFIX = "sim_"
 
@@ -82,6 +85,56 @@ def spectrum_figure(sim: xr.Dataset, bulk: dict[int, Any] | None = None, outlier
             ax.set_xlabel("singular value")
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None, n_top: int = 3) -> Any:
+    """Outlier singular values against t for every weight matrix: theory lines (and bulk edge), twin top singular
+    values at the recorded steps (mean ± std over seeds)."""
+    plt = _plt()
+    src = theory if theory is not None else sim
+    layers = src["layer"].values
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.8 * len(layers), 3.4), squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        if theory is not None and "outlier_sv" in theory:
+            out = theory["outlier_sv"].sel(layer=layer)
+            for k in out["k"].values:
+                ax.plot(theory["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label="DMFT outliers" if k == 0 else None)
+            ax.axhline(float(theory["bulk_edge"].sel(layer=layer)), color="k", ls="--", lw=0.8, label="bulk edge")
+        if sim is not None and "spectrum" in sim and sim.sizes.get("i", 0) > 0:
+            spec = sim["spectrum"].sel(layer=layer).isel(i=slice(0, n_top))
+            mean, std = spec.mean("seed").values, spec.std("seed").values
+            for j in range(mean.shape[1]):
+                ax.errorbar(sim["t_spec"].values, mean[:, j], yerr=std[:, j], fmt="o", ms=3, color="C1",
+                            label="twin top singular values" if j == 0 else None)
+        ax.set_title(f"W^{layer}")
+        ax.set_xlabel("step t")
+        ax.set_ylabel("singular value")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sharpness_figure(theory: xr.Dataset | None, sim: xr.Dataset) -> Any:
+    """Largest tangent-kernel eigenvalue of the twin against t, with the stability bound 2/η."""
+    plt = _plt()
+    from .io import config_of
+
+    cfg = config_of(sim)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    _band(ax, sim["t_spec"].values, sim["sharpness"], "C1", "twin λ_max(K̃)")
+    ax.axhline(2 / cfg.optim.lr, color="C3", ls="--", label="2/η (edge of stability)")
+    if cfg.model.family == "deep_linear":
+        from .models.deep_linear import lazy_kappa
+
+        m = cfg.model
+        alpha = cfg.optim.batch_ratio or cfg.data.alpha
+        k0 = lazy_kappa(m.depth, m.sigma, m.sigma_readout) * (1 + alpha**-0.5) ** 2
+        ax.axhline(k0, color="C0", ls=":", label="ν → ∞ value at t = 0")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("sharpness")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -481,6 +481,7 @@ def to_dataset(sol: dict[str, Array], cfg: Config, full: bool = True) -> xr.Data
     L = cfg.model.depth
     t = np.arange(T)
     sol = {k: np.asarray(v) for k, v in sol.items()}
+    L = cfg.model.depth
     ds = xr.Dataset(
         {
             "train_loss": ("t", sol["train_loss"]),
@@ -504,6 +505,21 @@ def to_dataset(sol: dict[str, Array], cfg: Config, full: bool = True) -> xr.Data
             ds[name] = (lay, sol[key][1:])
         ds = ds.assign_coords(space=np.arange(1, L + 1), s=t)
         ds["A"].attrs["note"] = "A_ℓ for ℓ = 1..L−1; the row ℓ = L is unused (zero)"
+    if "outlier_sv" in sol:
+        valid = np.arange(T) < int(sol["divergence_step"])
+        ds["outlier_sv"] = (("layer", "t", "k"), np.where(valid[None, :, None], sol["outlier_sv"], np.nan))
+        ds["outlier_sv"].attrs.update(
+            long_name="outlier singular values of M^layer after t steps (NaN: no outlier)",
+            note="M⁰ = W⁰/√D, M^ℓ = W^ℓ/√N; level 2 of the two-level DMFT")
+        ds["bulk_edge"] = ("layer", sol["bulk_edge"])
+        ds["n_outliers"] = (("layer", "t"), sol["n_outliers"])
+        born = np.isfinite(ds["outlier_sv"].values)
+        first = np.where(born.any(axis=1), born.argmax(axis=1), -1)
+        ds["escape_step"] = (("layer", "k"), first)
+        ds["escape_step"].attrs["note"] = "first step at which outlier k is above the bulk edge (−1: never)"
+        ds["gram_consistency"] = ("layer", sol["gram_consistency"])
+        ds["outliers_converged"] = ("layer", sol["outliers_converged"])
+        ds = ds.assign_coords(layer=np.arange(L), k=np.arange(sol["outlier_sv"].shape[-1]))
     ds["test_loss"].attrs.update(long_name="test loss", formula="½(C_β̃(t,t) + σ_ε²)")
     ds["train_loss"].attrs.update(long_name="train loss", formula="½ C_Δ(t,t)")
     if bool(sol["diverged"]):
@@ -516,15 +532,36 @@ def to_dataset(sol: dict[str, Array], cfg: Config, full: bool = True) -> xr.Data
     return ds
 
 
+def _level2(sol: dict[str, Array], p: DeepLinearParams, depth: int, k_max: int) -> dict[str, Array]:
+    """Outliers of every weight matrix at every step (spectra.md), stacked over layers."""
+    from .deep_linear_spectra import layer_outliers
+
+    outs = [layer_outliers(sol, p, layer, depth, k_max) for layer in range(depth)]
+    return {
+        "outlier_sv": jnp.stack([o.sv for o in outs]),
+        "bulk_edge": jnp.stack([o.edge[0] for o in outs]),
+        "n_outliers": jnp.stack([o.n_outliers for o in outs]),
+        "outliers_converged": jnp.stack([jnp.all(o.converged) for o in outs]),
+        "gram_consistency": jnp.stack([jnp.nanmax(o.consistency) for o in outs]),
+    }
+
+
+def _wants_level2(cfg: Config) -> bool:
+    return cfg.solver.outliers and cfg.optim.batch_ratio is None
+
+
 def solve_config(cfg: Config) -> xr.Dataset:
-    """Theory for one config (family ``deep_linear``)."""
+    """Theory for one config (family ``deep_linear``): level 1, and level 2 (outliers) for full-batch GD."""
+    p = params_from_config(cfg)
     sol = solve(
-        params_from_config(cfg),
+        p,
         cfg.optim.steps,
         cfg.model.depth,
         sgd=cfg.optim.batch_ratio is not None,
         divergence_threshold=cfg.solver.divergence_threshold,
     )
+    if _wants_level2(cfg):
+        sol.update(_level2(sol, p, cfg.model.depth, cfg.solver.max_outliers))
     return to_dataset(sol, cfg)
 
 
@@ -536,13 +573,42 @@ def solve_batch(cfgs: list[Config]) -> list[xr.Dataset]:
         return [solve_config(c) for c in cfgs]
     stacked = DeepLinearParams(*(jnp.stack(x) for x in zip(*(params_from_config(c) for c in cfgs), strict=True)))
     thresholds = jnp.asarray([c.solver.divergence_threshold for c in cfgs])
-    fn = jax.vmap(lambda p, th: solve(p, first.optim.steps, first.model.depth, sgd, th))
-    sols = fn(stacked, thresholds)
+    level2 = _wants_level2(first) and all(_wants_level2(c) for c in cfgs)
+
+    def one(p: DeepLinearParams, th: Array) -> dict[str, Array]:
+        sol = solve(p, first.optim.steps, first.model.depth, sgd, th)
+        if level2:
+            sol.update(_level2(sol, p, first.model.depth, first.solver.max_outliers))
+        return sol
+
+    sols = jax.vmap(one)(stacked, thresholds)
     return [to_dataset(jax.tree.map(lambda x, i=i: x[i], sols), c) for i, c in enumerate(cfgs)]
 
 
 def figures(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None) -> dict:
-    """Standard deep-linear figures (see :mod:`dmft.plot`)."""
-    from ..plot import loss_figure
+    """Losses; with a twin: spectra (bulk law and theory outliers on the simulated histograms), outlier
+    trajectories and the tangent-kernel sharpness against 2/η."""
+    from ..plot import loss_figure, outlier_trajectory_figure, sharpness_figure, spectrum_figure
 
-    return {"losses": loss_figure(theory, sim)}
+    figs = {"losses": loss_figure(theory, sim)}
+    if sim is not None and "spectrum" in sim and sim.sizes.get("i", 0) > 0:
+        bulk, outliers = None, None
+        if theory is not None and "outlier_sv" in theory:
+            from ..io import config_of
+            from ..spectra.bulk import sv_density
+
+            m = config_of(theory).model
+            qs = {0: m.width_ratio, **{layer: 1.0 for layer in range(1, m.depth)}}
+            bulk = {
+                # the twin histograms hold the min(N, D) nonzero singular values: normalise to mass 1
+                layer: (lambda s, q=q: np.asarray(sv_density(s, q, m.sigma)) * max(1.0, q))
+                for layer, q in qs.items()
+            }
+            outliers = theory["outlier_sv"]
+        figs["spectra"] = spectrum_figure(sim, bulk, outliers)
+        figs["outliers"] = outlier_trajectory_figure(theory, sim)
+    if sim is not None and "sharpness" in sim:
+        figs["sharpness"] = sharpness_figure(theory, sim)
+    elif theory is not None and "outlier_sv" in theory:
+        figs["outliers"] = outlier_trajectory_figure(theory, None)
+    return figs

@@ -131,6 +131,28 @@ def _sv_from_gram(gram: Float[Array, "n n"]) -> Float[Array, " n"]:
     return jnp.sqrt(jnp.clip(_eigvalsh(gram), 0.0))[..., ::-1]
 
 
+def tangent_kernel_top_eigenvalue(
+    params: dict[str, Array], x: Float[Array, "P D"], spec: TwinSpec, iterations: int = 40
+) -> Float[Array, ""]:
+    """λ_max of the effective tangent kernel K̃ = γ0²N JJᵀ/P (J = ∂f(x_μ)/∂θ), by power iteration with
+    jvp/vjp. GD on the mean loss is linearly stable while η λ_max(K̃) < 2 (spectra.md §10)."""
+    f = lambda prm: forward(prm, x, spec)  # noqa: E731
+    _, vjp = jax.vjp(f, params)
+    scale = spec.gamma0**2 * spec.width / x.shape[0]
+
+    def apply(v: Array) -> Array:
+        (cot,) = vjp(v)
+        return scale * jax.jvp(f, (params,), (cot,))[1]
+
+    def it(v: Array, _: None) -> tuple[Array, None]:
+        w = apply(v)
+        return w / jnp.linalg.norm(w), None
+
+    v0 = jnp.ones(x.shape[0]) / math.sqrt(x.shape[0])
+    v, _ = jax.lax.scan(it, v0, None, length=iterations)
+    return v @ apply(v)
+
+
 def _make_data(key: PRNGKeyArray, n: int, beta_star: Array, spec: TwinSpec) -> tuple[Array, Array]:
     kx, ke = jax.random.split(key)
     x = jax.random.normal(kx, (n, spec.dim))
@@ -166,15 +188,19 @@ def train(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
         updates, st = opt.update(grads, st, prm)
         return (optax.apply_updates(prm, updates), st), (loss, test_loss(prm))
 
+    def observe(prm: dict[str, Array]) -> tuple[Array, Array]:
+        x_obs = x_train if not spec.sgd else _make_data(k_data, spec.samples, beta_star, spec)[0]
+        return _singular_values(prm, spec), tangent_kernel_top_eigenvalue(prm, x_obs, spec)
+
     def segment(carry: tuple, t0: Array) -> tuple[tuple, tuple]:
-        sv = _singular_values(carry[0], spec)
+        obs = observe(carry[0])
         carry, losses = jax.lax.scan(step, carry, t0 + jnp.arange(spec.spectrum_every))
-        return carry, (losses, sv)
+        return carry, (losses, obs)
 
     n_updates = spec.steps - 1
     n_seg = n_updates // spec.spectrum_every
     carry = (params, opt_state)
-    carry, (seg_losses, seg_sv) = jax.lax.scan(segment, carry, jnp.arange(n_seg) * spec.spectrum_every)
+    carry, (seg_losses, (seg_sv, seg_sharp)) = jax.lax.scan(segment, carry, jnp.arange(n_seg) * spec.spectrum_every)
     tail = n_updates - n_seg * spec.spectrum_every
     carry, tail_losses = jax.lax.scan(step, carry, n_seg * spec.spectrum_every + jnp.arange(tail))
     final_params = carry[0]
@@ -185,8 +211,10 @@ def train(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
     last = (loss_fn(final_params, xf, yf)[None], test_loss(final_params)[None])
     train_l = jnp.concatenate([seg_losses[0].reshape(-1), tail_losses[0], last[0]])
     test_l = jnp.concatenate([seg_losses[1].reshape(-1), tail_losses[1], last[1]])
-    spectrum = jnp.concatenate([seg_sv, _singular_values(final_params, spec)[None]], axis=0)
-    return {"train_loss": train_l, "test_loss": test_l, "spectrum": spectrum}
+    final_sv, final_sharp = observe(final_params)
+    spectrum = jnp.concatenate([seg_sv, final_sv[None]], axis=0)
+    sharpness = jnp.concatenate([seg_sharp, final_sharp[None]])
+    return {"train_loss": train_l, "test_loss": test_l, "spectrum": spectrum, "sharpness": sharpness}
 
 
 def spectrum_steps(spec: TwinSpec) -> np.ndarray:
@@ -228,6 +256,7 @@ def to_dataset(res: dict[str, np.ndarray], spec: TwinSpec) -> xr.Dataset:
             "train_loss": (("seed", "t"), train_l),
             "test_loss": (("seed", "t"), test_l),
             "spectrum": (("seed", "t_spec", "layer", "i"), res["spectrum"]),
+            "sharpness": (("seed", "t_spec"), res["sharpness"]),
             "diverged": ("seed", diverged),
             "divergence_step": ("seed", first_bad),
         },
@@ -240,5 +269,7 @@ def to_dataset(res: dict[str, np.ndarray], spec: TwinSpec) -> xr.Dataset:
         },
         attrs={"dim": spec.dim, "width": spec.width, "samples": spec.samples},
     )
+    ds["sharpness"].attrs.update(long_name="λ_max of the tangent kernel K̃ = γ0²N JJᵀ/P",
+                                 note=f"GD is linearly stable while lr·sharpness < 2 (2/lr = {2 / spec.lr:.4g})")
     ds["spectrum"].attrs["note"] = "singular values of M⁰ = W⁰/√D (layer 0, NaN-padded) and M^ℓ = W^ℓ/√N"
     return ds
