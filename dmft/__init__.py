@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "solve": "dmft.api",
-    "simulate": "dmft.api",
+    "simulate": "dmft.simulate",  # a callable package: dmft.simulate(cfg) runs the twin
     "sweep": "dmft.api",
     "compare": "dmft.api",
     "citation": "dmft.api",

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="figures of a saved result")
     pl.add_argument("result", help="a result.nc written by dmft")
     pl.add_argument("--out", default=None, help="output directory (default: next to the result)")
+    an = sub.add_parser("analyse", help="spectral fits of a weight matrix saved as .npy (tail, spacings, MP)")
+    an.add_argument("matrix", help="a 2-D array saved with numpy.save (e.g. a trained layer's weights)")
+    an.add_argument("--out", default=None, help="write the report as JSON to this file")
+    an.add_argument("--no-normalize", action="store_true", help="analyse raw singular values")
     ci = sub.add_parser("cite", help="papers behind a config's model family")
     ci.add_argument("config", help="TOML config file or a family name")
     return p
@@ -124,6 +128,28 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyse(args: argparse.Namespace) -> int:
+    import json
+
+    from .spectra.fits import analyse_matrix
+
+    path = Path(args.matrix)
+    if not path.is_file():
+        raise ConfigError(f"matrix file {str(path)!r}: not found")
+    try:
+        report = analyse_matrix(str(path), normalize=not args.no_normalize)
+    except (ValueError, OSError) as e:
+        msg = str(e).splitlines()[0]
+        raise ConfigError(msg if str(path) in msg else f"matrix file {str(path)!r}: {msg}") from None
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
 def _cite(args: argparse.Namespace) -> int:
     from .api import citation
 
@@ -140,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plot(args)
         if args.command == "cite":
             return _cite(args)
+        if args.command == "analyse":
+            return _analyse(args)
         return _run(args)
     except ConfigError as e:
         print(f"dmft {args.command}: error: {e}", file=sys.stderr)

@@ -2,13 +2,15 @@
 
 One step (conventions.md §6), with batch B, rate η and weight decay λ_wd:
 
-    W ← W − η( ĝ + λ_wd W ),   ĝ = mean over the batch of the per-sample gradients + ξ̄,   ξ̄_ij ~ N(0, σ_g²/B)
+    W ← W − η( ĝ + λ_wd W ),   ĝ = mean over the batch of the per-sample gradients + ξ̄,   ξ̄_ij ~ N(0,
+    σ_g²/B)
 
-(ξ̄ is the batch mean of the injected isotropic per-sample noise of std σ_g, drawn directly since it is Gaussian).
-Per-sample gradients by loss model (:mod:`dmft.models.sgd_sde._problem`):
+(ξ̄ is the batch mean of the injected isotropic per-sample noise of std σ_g, drawn directly since it is
+Gaussian). Per-sample gradients by loss model (:mod:`dmft.models.sgd_sde._problem`):
 
 * ``noise``: none (only the injected noise);
-* ``teacher``: one pass: a fresh batch x_b ~ N(0, I_n), y_b = W* x_b + ε_b every step, ∇ℓ_b = (W x_b − y_b) x_bᵀ;
+* ``teacher``: one pass: a fresh batch x_b ~ N(0, I_n), y_b = W* x_b + ε_b every step, ∇ℓ_b = (W x_b − y_b)
+  x_bᵀ;
 * ``phase_teacher``: the tanh network on its fixed training set, visited in ⌊P/B⌋ batches in a fixed order
   (2509.01349), ∇ℓ_b = −φ_b h⁰_bᵀ.
 
@@ -33,21 +35,23 @@ from ..config import Config
 from ..models.sgd_sde import _phase, _tanh_net
 from ..models.sgd_sde._dataset import build_dataset, check_config, hyper_values, record_schedule
 from ..models.sgd_sde._matrix import diffusion_coefficient, matrix_observables
-from ..models.sgd_sde._problem import Hyper, Problem, make_problem, noise_key, problem_key
+from ..models.sgd_sde._problem import Hyper, Problem, make_problem, noise_key, normals, problem_key
 
 __all__ = ["simulate_config", "sgd_step", "run_sgd", "sgd_ensemble"]
 
 
-def _minibatch_gradient(drift: str, w: Array, prob: Problem, key: PRNGKeyArray, k: Array, hyper: Hyper,
-                        batch: int) -> Array:
-    """Mean per-sample gradient of the loss over the batch used at step ``k`` (zero for ``noise``)."""
+def _batch_gradient(
+    drift: str, w: Array, prob: Problem, draws: list[Array], k: Array, hyper: Hyper, batch: int
+) -> Array:
+    """Mean per-sample gradient of the loss over the batch of step ``k`` (zero for ``noise``).
+
+    ``draws`` (teacher): standard normals of shapes (B, n) for the inputs and (B, m) for the label noise.
+    """
     if drift == "noise":
         return jnp.zeros_like(w)
     if drift == "teacher":
-        kx, ke = jax.random.split(key)
-        m, n = w.shape
-        x = jax.random.normal(kx, (batch, n))
-        y = x @ prob.w_star.T + hyper.label_noise * jax.random.normal(ke, (batch, m))
+        x, eps = draws
+        y = x @ prob.w_star.T + hyper.label_noise * eps
         return (x @ w.T - y).T @ x / batch
     n_batches = prob.train.h0.shape[0] // batch
     start = (k % n_batches) * batch
@@ -59,16 +63,27 @@ def _minibatch_gradient(drift: str, w: Array, prob: Problem, key: PRNGKeyArray, 
     return -_tanh_net.descent_direction(w, sub)
 
 
-def sgd_step(drift: str, w: Array, prob: Problem, key: PRNGKeyArray, k: Array, hyper: Hyper, batch: int) -> Array:
+def sgd_step(
+    drift: str, w: Array, prob: Problem, key: PRNGKeyArray, k: Array, hyper: Hyper, batch: int
+) -> Array:
     """W ← W − η(ĝ + λ_wd W) with ĝ the minibatch gradient plus the injected noise ξ̄ ~ N(0, σ_g²/B)."""
-    k_data, k_inj = jax.random.split(key)
-    grad = _minibatch_gradient(drift, w, prob, k_data, k, hyper, batch)
-    grad = grad + hyper.grad_noise / jnp.sqrt(hyper.batch_size) * jax.random.normal(k_inj, w.shape)
+    m, n = w.shape
+    shapes = [(m, n)] + ([(batch, n), (batch, m)] if drift == "teacher" else [])
+    injected, *draws = normals(key, *shapes)
+    grad = _batch_gradient(drift, w, prob, draws, k, hyper, batch)
+    grad = grad + hyper.grad_noise / jnp.sqrt(hyper.batch_size) * injected
     return w - hyper.lr * (grad + hyper.weight_decay * w)
 
 
 def run_sgd(
-    key: PRNGKeyArray, prob: Problem, hyper: Hyper, *, drift: str, batch: int, n_records: int, record_every: int
+    key: PRNGKeyArray,
+    prob: Problem,
+    hyper: Hyper,
+    *,
+    drift: str,
+    batch: int,
+    n_records: int,
+    record_every: int,
 ) -> tuple[dict[str, Array], Float[Array, "m n"]]:
     """One SGD run from ``prob.w0``; records as :func:`dmft.models.sgd_sde.integrate_matrix_sde`."""
 
@@ -86,8 +101,10 @@ def run_sgd(
     return records, w_final
 
 
-@partial(jax.jit, static_argnames=("drift", "rows", "cols", "samples", "batch", "seed", "n_records",
-                                   "record_every"))
+@partial(
+    jax.jit,
+    static_argnames=("drift", "rows", "cols", "samples", "batch", "seed", "n_records", "record_every"),
+)
 def sgd_ensemble(
     values: dict[str, Array],
     indices: Array,
@@ -101,21 +118,41 @@ def sgd_ensemble(
     n_records: int,
     record_every: int,
 ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-    """SGD runs for instance ``indices`` (vmapped). Returns ``(records, diffusion0, extra)`` like the SDE's."""
-    hyper = Hyper(values["lr"], values["batch_size"], values["grad_noise"], values["weight_decay"],
-                  values["label_noise"])
+    """SGD runs for instance ``indices`` (vmapped). Returns ``(records, diffusion0, extra)`` like the
+    SDE's."""
+    hyper = Hyper(
+        values["lr"],
+        values["batch_size"],
+        values["grad_noise"],
+        values["weight_decay"],
+        values["label_noise"],
+    )
 
     def one(i: Array) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        prob = make_problem(problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"],
-                            samples)
-        rec, w_final = run_sgd(noise_key(seed, i, "sgd"), prob, hyper, drift=drift, batch=batch,
-                               n_records=n_records, record_every=record_every)
+        prob = make_problem(
+            problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"], samples
+        )
+        rec, w_final = run_sgd(
+            noise_key(seed, i, "sgd"),
+            prob,
+            hyper,
+            drift=drift,
+            batch=batch,
+            n_records=n_records,
+            record_every=record_every,
+        )
         extra: dict[str, Array] = {}
+        if drift != "noise":
+            extra["teacher_sv"] = jnp.linalg.svd(prob.w_star, compute_uv=False)
         if drift == "phase_teacher":
-            extra = {
-                **_phase.phase_criterion(w_final, prob.test, hyper.lr / hyper.batch_size, values["sigma"]),
-                **_phase.phase_observables(prob.w0, w_final, prob.test),
-            }
+            extra.update(
+                {
+                    **_phase.phase_criterion(
+                        w_final, prob.test, hyper.lr / hyper.batch_size, values["sigma"]
+                    ),
+                    **_phase.phase_observables(prob.w0, w_final, prob.test),
+                }
+            )
             extra.pop("mean_spacing")
         return rec, diffusion_coefficient(drift, prob.w0, prob, hyper), extra
 
@@ -127,8 +164,14 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
     check_config(cfg)
     n_records, every = record_schedule(cfg)
     static: dict[str, Any] = {
-        "drift": cfg.model.drift, "rows": cfg.model.rows, "cols": cfg.model.cols, "samples": cfg.data.samples,
-        "batch": cfg.optim.batch_size, "seed": cfg.simulate.seed, "n_records": n_records, "record_every": every,
+        "drift": cfg.model.drift,
+        "rows": cfg.model.rows,
+        "cols": cfg.model.cols,
+        "samples": cfg.data.samples,
+        "batch": cfg.optim.batch_size,
+        "seed": cfg.simulate.seed,
+        "n_records": n_records,
+        "record_every": every,
     }
     values = {k: jnp.asarray(v, jnp.float64) for k, v in hyper_values(cfg).items()}
     seeds = cfg.simulate.seeds
@@ -139,8 +182,10 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
 
         starts = tqdm(starts, desc="sgd_sde twin", unit="chunk")
     parts = [
-        jax.tree_util.tree_map(np.asarray, sgd_ensemble(values, jnp.arange(s, min(s + chunk, seeds)), **static))
+        jax.tree_util.tree_map(
+            np.asarray, sgd_ensemble(values, jnp.arange(s, min(s + chunk, seeds)), **static)
+        )
         for s in starts
     ]
     rec, d0, extra = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *parts)
-    return build_dataset(cfg, rec, d0, "seed", extra)
+    return build_dataset(cfg, rec, d0, "seed", cfg.optim.lr, extra)

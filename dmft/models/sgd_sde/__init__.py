@@ -1,12 +1,14 @@
-"""``sgd_sde``: SGD as a matrix SDE, Dyson-type singular-value dynamics, stationary laws and the SGD phase diagram.
+"""``sgd_sde``: SGD as a matrix SDE, Dyson-type singular-value dynamics, stationary laws and the SGD phase
+diagram.
 
-Theory (this package): the SDE ensemble forecast (:func:`solve_config`, matrix level by default, singular-value
-level with ``solver.level = "singular_values"``) plus the closed-form laws (:mod:`._stationary`) and the phase
-criterion (:mod:`._phase`). The twin (real minibatch SGD on the same instances) is :mod:`dmft.simulate.sgd_sde`.
-Fits of spectra (tail exponents, level spacings, gamma MLE) are in :mod:`dmft.spectra.fits`.
+Theory (this package): the SDE ensemble forecast (:func:`solve_config`, matrix level by default,
+singular-value level with ``solver.level = "singular_values"``) plus the closed-form laws
+(:mod:`._stationary`) and the phase criterion (:mod:`._phase`). The twin (real minibatch SGD on the same
+instances) is :mod:`dmft.simulate.sgd_sde`. Fits of spectra (tail exponents, level spacings, gamma MLE) are in
+:mod:`dmft.spectra.fits`.
 
-Array-level entry points (pure, jit/vmap-able, float64): :func:`integrate_matrix_sde`, :func:`integrate_sv_sde`,
-:func:`sv_drift`, :func:`phase_criterion`, :func:`sde_ensemble`.
+Array-level entry points (pure, jit/vmap-able, float64): :func:`integrate_matrix_sde`,
+:func:`integrate_sv_sde`, :func:`sv_drift`, :func:`phase_criterion`, :func:`sde_ensemble`.
 """
 
 from ._figures import figures as figures

@@ -1,9 +1,11 @@
 """From a config and ensemble records to an xarray Dataset: shared by the SDE forecast and the SGD twin.
 
 Dims: ``t`` (recorded step index, with coordinate ``tau`` = η t), ``i`` (singular value, descending), and the
-ensemble dim (``member`` for the SDE, ``seed`` for SGD). Variables: ``sv``, ``sum_sq``, ``train_loss``/``test_loss``
-where the loss model has them, ``diffusion0`` (𝒟 at W(0)), ``diverged``; for ``phase_teacher`` the criterion,
-observables and phase of every run plus ``p_ordered`` and ``phase_fraction``; and the closed-form laws that apply.
+ensemble dim (``member`` for the SDE, ``seed`` for SGD). Variables: ``sv``, ``sum_sq``,
+``train_loss``/``test_loss`` where the loss model has them, ``diffusion0`` (𝒟 at W(0)), ``diverged``,
+``teacher_sv`` (the teacher's singular values, per run) for ``teacher`` and ``phase_teacher``; for
+``phase_teacher`` the criterion, observables and phase of every run plus ``p_ordered`` and ``phase_fraction``;
+and the closed-form laws that apply.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def record_schedule(cfg: Config) -> tuple[int, int]:
 
 
 def hyper_values(cfg: Config) -> dict[str, float]:
-    """The vmappable scalars of a config, by :class:`._problem.Hyper` field (plus ``sigma``, ``teacher_variance``)."""
+    """The vmappable scalars of a config, by :class:`._problem.Hyper` field (plus ``sigma``,
+    ``teacher_variance``)."""
     return {
         "lr": cfg.optim.lr,
         "batch_size": float(cfg.optim.batch_size),
@@ -57,11 +60,13 @@ def hyper_values(cfg: Config) -> dict[str, float]:
     }
 
 
-def _diverged(records: dict[str, np.ndarray], diffusion0: np.ndarray, cfg: Config, tau_end: float) -> np.ndarray:
+def _diverged(
+    records: dict[str, np.ndarray], diffusion0: np.ndarray, cfg: Config, tau_end: float
+) -> np.ndarray:
     """Non-finite records, or |W|² or a loss above ``divergence_threshold`` × its reference value.
 
-    Reference of |W|²: its initial value plus the pure-diffusion growth m n 𝒟(0) τ and the teacher's scale, so a
-    noise-driven random walk is not mistaken for divergence.
+    Reference of |W|²: its initial value plus the pure-diffusion growth m n 𝒟(0) τ and the teacher's scale, so
+    a noise-driven random walk is not mistaken for divergence.
     """
     thr = cfg.solver.divergence_threshold
     finite = np.ones(diffusion0.shape, bool)
@@ -77,7 +82,11 @@ def _diverged(records: dict[str, np.ndarray], diffusion0: np.ndarray, cfg: Confi
     return ~finite | bad
 
 
-def _laws(cfg: Config, t: np.ndarray) -> dict[str, Any]:
+def _laws(cfg: Config, t: np.ndarray, step: float) -> dict[str, Any]:
+    """Closed forms for the run's step h (η/substeps for the SDE, η for SGD): ``mp_init_edge``; for ``noise``
+    ``expected_sum_sq`` (exact E|W_t|²), and with weight decay the Laguerre law (``stationary_edge``,
+    ``stationary_sum_sq``) and the 1-D gamma law; the provisional gamma-type law; for ``teacher`` without
+    weight decay ``expected_test_loss`` (exact for SGD and for the state-noise matrix SDE)."""
     m, n = cfg.model.rows, cfg.model.cols
     lr, b = cfg.optim.lr, cfg.optim.batch_size
     wd = cfg.optim.weight_decay
@@ -86,9 +95,10 @@ def _laws(cfg: Config, t: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"mp_init_edge": (("edge",), np.array([lo, hi]))}
     if cfg.model.drift == "noise":
         diff = lr * cfg.optim.grad_noise**2 / b
-        out["expected_sum_sq"] = (("t",), _stationary.noise_sum_sq(t, m * sig0**2, m, n, diff, wd, lr))
-        if wd > 0 and diff > 0:
-            law = _stationary.laguerre_stationary(m, n, diff, wd, step=lr)
+        k = t * lr / step
+        out["expected_sum_sq"] = (("t",), _stationary.noise_sum_sq(k, m * sig0**2, m, n, diff, wd, step))
+        if wd > 0 and diff > 0 and step * wd < 2:  # otherwise the iteration is unstable: no stationary law
+            law = _stationary.laguerre_stationary(m, n, diff, wd, step=step)
             out["stationary_edge"] = (("edge",), np.array([law["sv_lo"], law["sv_hi"]]))
             out["stationary_sum_sq"] = ((), law["mean_sum_sq"])
             k1, r1 = _stationary.gamma_1d_law(m, n, diff, wd)
@@ -97,7 +107,7 @@ def _laws(cfg: Config, t: np.ndarray) -> dict[str, Any]:
         out["gamma_type_shape"], out["gamma_type_rate"] = ((), k2), ((), r2)
     if cfg.model.drift == "teacher" and wd == 0:
         err0 = m * (sig0**2 + cfg.data.teacher_variance)
-        err = _stationary.sgd_teacher_error(t, err0, m, n, lr, b, cfg.data.noise, cfg.optim.grad_noise)
+        err = _stationary.sgd_teacher_error(t, err0, m, n, lr, b, cfg.data.noise, cfg.optim.grad_noise, step)
         out["expected_test_loss"] = (("t",), 0.5 * (err + m * cfg.data.noise**2))
     return out
 
@@ -107,11 +117,13 @@ def build_dataset(
     records: dict[str, np.ndarray],
     diffusion0: np.ndarray,
     ens_dim: str,
+    step: float,
     extra: dict[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Assemble the Dataset of one config from per-run ``records`` (leading axes: run, record).
 
-    ``extra``: per-run scalars (phase criterion and observables for ``phase_teacher``).
+    ``step``: the integration step h (for the closed-form laws). ``extra``: per-run scalars (phase criterion
+    and observables for ``phase_teacher``).
     """
     records = {k: np.asarray(v, dtype=float) for k, v in records.items()}
     n_records, every = record_schedule(cfg)
@@ -128,25 +140,32 @@ def build_dataset(
     for name in ("train_loss", "test_loss"):
         if name in records:
             data[name] = ((ens_dim, "t"), records[name])
-    if cfg.model.drift == "phase_teacher" and extra is not None:
-        extra = {k: np.asarray(v) for k, v in extra.items()}
-        for k, v in extra.items():
-            data[k] = ((ens_dim,), v.astype(bool) if k == "ordered" else v.astype(float))
+    extra = {k: np.asarray(v) for k, v in (extra or {}).items()}
+    for k, v in extra.items():
+        data[k] = ((ens_dim, "i")[: v.ndim], v.astype(bool) if k == "ordered" else v.astype(float))
+    if cfg.model.drift == "phase_teacher":
         growth = _phase.spacing_growth(records["sv"], tau)
         data["spacing_growth"] = ((ens_dim,), growth)
-        phase = _phase.classify(extra["ordered"], diverged, extra["preact_var"], extra["overlap_normalized"])
+        phase = _phase.classify(extra["ordered"], diverged, extra["preact_var"])
         data["phase"] = ((ens_dim,), phase)
-        data["p_ordered"] = ((), float(np.mean((phase == 0))))
+        data["p_ordered"] = ((), float(np.mean(phase == 0)))
         data["phase_fraction"] = (("phase_name",), np.bincount(phase, minlength=3) / runs)
         data["theta"] = ((), cfg.optim.lr / cfg.optim.batch_size)
-    data.update(_laws(cfg, t))
-    coords: dict[str, Any] = {"t": t, "tau": ("t", tau), ens_dim: np.arange(runs), "i": np.arange(records["sv"].shape[-1])}
+    data.update(_laws(cfg, t, step))
+    coords: dict[str, Any] = {
+        "t": t,
+        "tau": ("t", tau),
+        ens_dim: np.arange(runs),
+        "i": np.arange(records["sv"].shape[-1]),
+    }
     if "edge" in {d for v in data.values() for d in v[0]}:
         coords["edge"] = ["lower", "upper"]
     if "phase_fraction" in data:
         coords["phase_name"] = list(_phase.PHASES)
     ds = xr.Dataset(data, coords=coords)
-    ds.attrs.update({"family": "sgd_sde", "drift": cfg.model.drift, "level": cfg.solver.level, "ensemble_dim": ens_dim})
+    ds.attrs.update(
+        {"family": "sgd_sde", "drift": cfg.model.drift, "level": cfg.solver.level, "ensemble_dim": ens_dim}
+    )
     if diverged.any():
         warnings.warn(
             f"sgd_sde: {int(diverged.sum())} of {runs} runs diverged (see the 'diverged' variable); "

@@ -1,11 +1,12 @@
 """Figures of the ``sgd_sde`` family (matplotlib is imported inside each function).
 
 * :func:`figures` (theory and/or twin of one config): spectra at the first and last record with the
-  Marchenko–Pastur law of W(0) and the stationary laws that apply, singular-value trajectories, |W|² or the loss
-  with its exact expectation, and for ``phase_teacher`` the phase fractions and the T_c estimates.
+  Marchenko–Pastur law of W(0) and the stationary laws that apply, singular-value trajectories, |W|² or the
+  loss with its exact expectation, and for ``phase_teacher`` the phase fractions and the T_c estimates.
 * :func:`sweep_figures` (a sweep grid): the phase map for ``phase_teacher``, the spread of the singular values
   against Θ = η/B otherwise.
-* :func:`phase_map_figure`: SGD phases with the SDE's forecast boundary (P_ord contours) and the jammed lines on top.
+* :func:`phase_map_figure`: SGD phases with the SDE's forecast boundary (P_ord contours) and the jammed lines
+  on top.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def _ens_dim(ds: xr.Dataset) -> str:
     return "member" if "member" in ds.dims else "seed"
 
 
-def _sources(theory: xr.Dataset | None, sim: xr.Dataset | None) -> list[tuple[str, xr.Dataset, dict[str, Any]]]:
+def _sources(
+    theory: xr.Dataset | None, sim: xr.Dataset | None
+) -> list[tuple[str, xr.Dataset, dict[str, Any]]]:
     out = []
     if theory is not None:
         out.append(("SDE", theory, {"color": "tab:blue", "ls": "-"}))
@@ -60,12 +63,29 @@ def _spectra(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
         grid = np.linspace(1e-6, 1.15 * top, 400)
         if which == 0:
             var0 = num["sigma"] ** 2 / num["cols"]
-            ax.plot(grid, _stationary.mp_sv_pdf(grid, num["rows"], num["cols"], var0), "k", lw=1, label="MP at init")
+            ax.plot(
+                grid,
+                _stationary.mp_sv_pdf(grid, num["rows"], num["cols"], var0),
+                "k",
+                lw=1,
+                label="MP at init",
+            )
+        elif "teacher_sv" in ref:
+            ts = ref["teacher_sv"].values.ravel()
+            ax.hist(ts, bins=40, density=True, histtype="step", color="k", lw=1, label="teacher W*")
         elif "stationary_edge" in ref:
             var = float(ref["stationary_sum_sq"]) / (num["rows"] * num["cols"])
-            ax.plot(grid, _stationary.mp_sv_pdf(grid, num["rows"], num["cols"], var), "k", lw=1, label="Laguerre/MP")
+            ax.plot(
+                grid,
+                _stationary.mp_sv_pdf(grid, num["rows"], num["cols"], var),
+                "k",
+                lw=1,
+                label="Laguerre/MP",
+            )
             if "gamma_1d_shape" in ref:
-                pdf = _stationary.gamma_sv_pdf(grid, float(ref["gamma_1d_shape"]), float(ref["gamma_1d_rate"]))
+                pdf = _stationary.gamma_sv_pdf(
+                    grid, float(ref["gamma_1d_shape"]), float(ref["gamma_1d_rate"])
+                )
                 ax.plot(grid, pdf, "k:", lw=1, label="1-D gamma (no repulsion)")
         ax.set_xlabel("singular value s")
         ax.set_title(f"τ = {float(ref['tau'].isel(t=which)):.3g}")
@@ -83,7 +103,9 @@ def _trajectories(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
         mean = ds["sv"].mean(dim)
         tau = ds["tau"].values
         for k, i in enumerate(ds["i"].values):
-            ax.plot(tau, mean.sel(i=i), color=sty["color"], ls=sty["ls"], lw=1, label=label if k == 0 else None)
+            ax.plot(
+                tau, mean.sel(i=i), color=sty["color"], ls=sty["ls"], lw=1, label=label if k == 0 else None
+            )
         lo, hi = ds["sv"].isel(i=0).quantile([0.16, 0.84], dim=dim).values
         ax.fill_between(tau, lo, hi, color=sty["color"], alpha=0.15)
     ax.set_xlabel("τ = η t")
@@ -93,21 +115,48 @@ def _trajectories(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
 
 
 def _moments(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
+    """|W|² (noise) or the excess test loss ½|W − W*|² = test loss − m σ_ε²/2 (teacher), or the losses."""
     import matplotlib.pyplot as plt
 
     ref = srcs[0][1]
-    name = "test_loss" if "test_loss" in ref else "sum_sq"
-    exact = {"sum_sq": "expected_sum_sq", "test_loss": "expected_test_loss"}[name]
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    for label, ds, sty in srcs:
-        dim = _ens_dim(ds)
-        ax.plot(ds["tau"], ds[name].mean(dim), color=sty["color"], ls=sty["ls"], label=f"{label} (mean)")
-    if exact in ref:
-        ax.plot(ref["tau"], ref[exact], "k:", label="exact expectation (SGD, h = η)")
-    if name == "sum_sq" and "stationary_sum_sq" in ref:
-        ax.axhline(float(ref["stationary_sum_sq"]), color="gray", lw=0.8, label="stationary m n 𝒟/(λ(2 − ηλ))")
+    drift = ref.attrs.get("drift", "")
+    if drift == "teacher":
+        floor = 0.5 * float(ref.attrs.get("model.rows", 0)) * float(ref.attrs.get("data.noise", 0.0)) ** 2
+        for label, ds, sty in srcs:
+            ax.semilogy(
+                ds["tau"],
+                ds["test_loss"].mean(_ens_dim(ds)) - floor,
+                color=sty["color"],
+                ls=sty["ls"],
+                label=f"{label} (mean)",
+            )
+        if "expected_test_loss" in ref:
+            ax.semilogy(ref["tau"], ref["expected_test_loss"] - floor, "k:", label="exact expectation")
+        ax.set_ylabel("excess test loss ½|W − W*|²")
+    elif drift == "phase_teacher":
+        for label, ds, sty in srcs:
+            for name, mark in (("train_loss", "-"), ("test_loss", ":")):
+                med = ds[name].median(_ens_dim(ds))
+                ax.semilogy(ds["tau"], med, color=sty["color"], ls=mark, label=f"{label} {name} (median)")
+        ax.set_ylabel("loss")
+    else:
+        for label, ds, sty in srcs:
+            ax.plot(
+                ds["tau"],
+                ds["sum_sq"].mean(_ens_dim(ds)),
+                color=sty["color"],
+                ls=sty["ls"],
+                label=f"{label} (mean)",
+            )
+        if "expected_sum_sq" in ref:
+            ax.plot(ref["tau"], ref["expected_sum_sq"], "k:", label="exact expectation")
+        if "stationary_sum_sq" in ref:
+            ax.axhline(
+                float(ref["stationary_sum_sq"]), color="gray", lw=0.8, label="stationary m n 𝒟/(λ(2 − hλ))"
+            )
+        ax.set_ylabel("Σ λ_i = |W|²")
     ax.set_xlabel("τ = η t")
-    ax.set_ylabel({"sum_sq": "Σ λ_i = |W|²", "test_loss": "test loss"}[name])
     ax.legend(fontsize=8)
     return fig
 
@@ -165,22 +214,31 @@ def _points(grid: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 def _phase_axes(ax: Any, pts: dict[str, Any], fill: bool, label: str) -> None:
-    flat, dim = pts["flat"], pts["dim"]
+    """Majority-phase squares (``fill``) and the P_ord contours of one grid."""
+    flat = pts["flat"]
     x, y = pts["inv_sigma"], np.log2(pts["theta"])
     if fill:
         frac = flat["phase_fraction"].transpose("point", "phase_name").values
         major = np.argmax(frac, axis=1)
         for k, name in enumerate(_phase.PHASES):
             sel = major == k
-            ax.scatter(x[sel], y[sel], s=140, marker="s", color=_COLORS[name], alpha=0.8, label=f"{label}: {name}")
+            ax.scatter(
+                x[sel], y[sel], s=140, marker="s", color=_COLORS[name], alpha=0.8, label=f"{label}: {name}"
+            )
     p_ord = np.asarray(flat["p_ordered"].values, float)
     if len(np.unique(x)) >= 2 and len(np.unique(y)) >= 2 and len(x) >= 4:
         try:
-            cs = ax.tricontour(x, y, p_ord, levels=[0.5, 0.68, 0.95], colors="k", linestyles=["-", "--", ":"])
+            color = "k" if label == "SDE" else "tab:orange"
+            cs = ax.tricontour(
+                x, y, p_ord, levels=[0.5, 0.68, 0.95], colors=color, linestyles=["-", "--", ":"]
+            )
             ax.clabel(cs, fmt=lambda v: f"{label} P_ord={v:g}", fontsize=7)
         except (ValueError, RuntimeError):  # degenerate triangulation (collinear points)
             pass
-    _ = dim
+
+
+def _kind_label(ds: xr.Dataset) -> str:
+    return "SGD" if ds.attrs.get("kind") == "simulation" or "seed" in ds.dims else "SDE"
 
 
 def _jammed_lines(ax: Any) -> None:
@@ -196,14 +254,26 @@ def phase_map_figure(sde_grid: xr.Dataset | None, sgd_grid: xr.Dataset | None) -
 
     fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
     base = sgd_grid if sgd_grid is not None else sde_grid
-    _phase_axes(ax, _points(base), fill=True, label="SGD" if sgd_grid is not None else "SDE")
+    _phase_axes(ax, _points(base), fill=True, label=_kind_label(base))
     if sde_grid is not None and sgd_grid is not None:
         _phase_axes(ax, _points(sde_grid), fill=False, label="SDE")
+        ax.set_title("squares: SGD majority phase; contours: SDE forecast of P_ord", fontsize=9)
     _jammed_lines(ax)
     pts = _points(base)
-    ax.plot(pts["inv_sigma"], np.log2(0.1 / pts["inv_sigma"]), color="gray", lw=0.8, ls="-.",
-            label="Θ/σ_W = 0.1 (mask)")
+    ax.plot(
+        pts["inv_sigma"],
+        np.log2(0.1 / pts["inv_sigma"]),
+        color="gray",
+        lw=0.8,
+        ls="-.",
+        label="Θ/σ_W = 0.1 (mask)",
+    )
     ax.set_xscale("log", base=2)
+    y = np.log2(pts["theta"])
+    ax.set_ylim(y.min() - 0.5, y.max() + 0.5)
+    ax.set_xlim(
+        pts["inv_sigma"].min() / 1.4, max(pts["inv_sigma"].max(), _phase.jammed_boundary()["naive"]) * 1.4
+    )
     ax.set_xlabel("1/σ_W")
     ax.set_ylabel("log₂ Θ = log₂(η/B)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -211,20 +281,29 @@ def phase_map_figure(sde_grid: xr.Dataset | None, sgd_grid: xr.Dataset | None) -
 
 
 def _spread_figure(grid: xr.Dataset) -> Any:
+    """Spread of the final singular values against Θ: RMS of s_i − s*_i (teacher) or mean max s − min s
+    (noise)."""
     import matplotlib.pyplot as plt
 
     pts = _points(grid)
     flat, dim = pts["flat"], pts["dim"]
     sv = flat["sv"].isel(t=-1)
-    spread = (sv.max("i") - sv.min("i")).mean(dim).values
-    fluct = sv.std(dim).mean("i").values
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    if "teacher_sv" in flat:
+        spread = np.sqrt(((sv - flat["teacher_sv"]) ** 2).mean((dim, "i"))).values
+        what = "RMS of s_i − s*_i (final)"
+    else:
+        spread = (sv.max("i") - sv.min("i")).mean(dim).values
+        what = "max s − min s (final, mean over runs)"
     th = pts["theta"]
-    ax.loglog(th, spread, "o", label="spread max s − min s (final)")
-    ax.loglog(th, fluct, "s", label="std of s across runs (final)")
-    ref = np.sort(th)
-    ax.loglog(ref, fluct[np.argsort(th)][0] * np.sqrt(ref / ref[0]), "k:", label="∝ √(η/B)")
+    order = np.argsort(th)
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    batch = flat["batch_size"].values if "batch_size" in flat.coords else np.full(th.shape, np.nan)
+    for b in np.unique(batch):
+        sel = batch == b if np.isfinite(b) else np.ones(th.shape, bool)
+        ax.loglog(th[sel], spread[sel], "o", label=what + (f", B = {int(b)}" if np.isfinite(b) else ""))
+    ax.loglog(th[order], spread[order][0] * np.sqrt(th[order] / th[order][0]), "k:", label="∝ √(η/B)")
     ax.set_xlabel("Θ = η/B")
+    ax.set_ylabel("spread")
     ax.legend(fontsize=8)
     return fig
 
@@ -232,5 +311,7 @@ def _spread_figure(grid: xr.Dataset) -> Any:
 def sweep_figures(grid: xr.Dataset) -> dict[str, Any]:
     """Phase map (``phase_teacher``) or singular-value spread against Θ (other drifts)."""
     if "phase_fraction" in grid:
+        if _kind_label(grid) == "SGD":
+            return {"phase_map": phase_map_figure(None, grid)}
         return {"phase_map": phase_map_figure(grid, None)}
     return {"spread_vs_theta": _spread_figure(grid)}

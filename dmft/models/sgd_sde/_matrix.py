@@ -5,7 +5,8 @@
 τ = η k is SGD time; the step is h = η/substeps, so ``substeps = 1`` reproduces SGD with Gaussian isotropic
 gradient noise step for step. σ²(W) is the per-entry variance of one sample's gradient: the injected σ_g² plus
 what the data produce (:func:`._problem.data_noise_variance`), evaluated at the current W (``noise_model =
-"state"``) or frozen at W(0) (``"constant"``). Records hold singular values (descending), |W|_F² and the losses.
+"state"``) or frozen at W(0) (``"constant"``). Records hold singular values (descending), |W|_F² and the
+losses.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def diffusion_coefficient(drift: str, w: Float[Array, "m n"], prob: Problem, hyp
 
 
 def matrix_observables(drift: str, w: Float[Array, "m n"], prob: Problem, hyper: Hyper) -> dict[str, Array]:
-    """What is recorded: ``sv`` (descending), ``sum_sq`` = |W|_F² = Σλ_i, and the losses of the drift model."""
+    """What is recorded: ``sv`` (descending), ``sum_sq`` = |W|_F² = Σλ_i, and the losses of the drift
+    model."""
     return {
         "sv": jnp.linalg.svd(w, compute_uv=False),
         "sum_sq": jnp.sum(w**2),

@@ -15,14 +15,16 @@ Three losses for one trained matrix W ∈ R^{m×n} (m = ``model.rows``, n = ``mo
   full-batch gradient and σ²_data(W) the per-entry variance of per-sample gradients over the data set.
 
 Every member/seed i of an ensemble draws its instance (initial W, teacher, data) from the key
-``problem_key(seed, i)``. The SDE (theory) and the SGD twin use the *same* instance for the same i and differ only
-in their noise keys, so that member i and seed i are paired.
+``problem_key(seed, i)``. The SDE (theory) and the SGD twin use the *same* instance for the same i and differ
+only in their noise keys, so that member i and seed i are paired.
 
 Initialisation: W(0)_ij ~ N(0, σ²/n) (σ = ``model.sigma``, fan-in scaling as in 2509.01349).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,6 +40,7 @@ __all__ = [
     "Hyper",
     "problem_key",
     "noise_key",
+    "normals",
     "make_problem",
     "gradient",
     "data_noise_variance",
@@ -73,8 +76,18 @@ def problem_key(seed: int, index: int | Array) -> PRNGKeyArray:
 
 
 def noise_key(seed: int, index: int | Array, kind: str) -> PRNGKeyArray:
-    """Independent noise keys for the SDE (``kind="sde"``) and the SGD twin (``kind="sgd"``) of instance ``index``."""
+    """Independent noise keys for the SDE (``kind="sde"``) and the SGD twin (``kind="sgd"``) of instance
+    ``index``."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), index), {"sde": 1, "sgd": 2}[kind])
+
+
+def normals(key: PRNGKeyArray, *shapes: tuple[int, ...]) -> list[Array]:
+    """Standard normals of the given shapes from a single draw (one random kernel to compile, not one per
+    shape)."""
+    sizes = [math.prod(s) for s in shapes]
+    flat = jax.random.normal(key, (sum(sizes),))
+    parts = jnp.split(flat, list(itertools.accumulate(sizes))[:-1])
+    return [x.reshape(s) for x, s in zip(parts, shapes, strict=True)]
 
 
 def make_problem(
@@ -88,16 +101,16 @@ def make_problem(
     n_test: int = N_TEST,
 ) -> Problem:
     """Draw one instance (W(0) ~ N(0, σ²/n); teacher and data as in the module docstring)."""
-    k_init, k_task = jax.random.split(key)
-    w0 = sigma * jax.random.normal(k_init, (rows, cols)) / jnp.sqrt(cols)
     if drift == "noise":
-        return Problem(w0)
+        (g0,) = normals(key, (rows, cols))
+        return Problem(sigma * g0 / jnp.sqrt(cols))
     if drift == "teacher":
-        w_star = jnp.sqrt(teacher_variance) * jax.random.normal(k_task, (rows, cols)) / jnp.sqrt(cols)
-        return Problem(w0, w_star)
+        g0, gs = normals(key, (rows, cols), (rows, cols))
+        return Problem(sigma * g0 / jnp.sqrt(cols), jnp.sqrt(teacher_variance) * gs / jnp.sqrt(cols))
     if drift == "phase_teacher":
-        train, test, w_t = _tanh_net.make_data(k_task, rows, cols, samples, n_test)
-        return Problem(w0, w_t, train, test)
+        g0, task = normals(key, (rows, cols), (_tanh_net.data_size(rows, cols, samples, n_test),))
+        train, test, w_t = _tanh_net.make_data(task, rows, cols, samples, n_test)
+        return Problem(sigma * g0 / jnp.sqrt(cols), w_t, train, test)
     raise ValueError(f"drift = {drift!r}: must be one of {', '.join(DRIFTS)}")
 
 
@@ -110,12 +123,14 @@ def gradient(drift: str, w: Float[Array, "m n"], prob: Problem) -> Float[Array, 
     return -_tanh_net.descent_direction(w, prob.train)
 
 
-def data_noise_variance(drift: str, w: Float[Array, "m n"], prob: Problem, label_noise: Array | float) -> Array:
+def data_noise_variance(
+    drift: str, w: Float[Array, "m n"], prob: Problem, label_noise: Array | float
+) -> Array:
     """Per-entry variance of one sample's gradient, averaged over the m n entries (σ²_data(W)).
 
-    teacher: with E = W − W* and g = E x xᵀ − ε xᵀ, Var[(E x xᵀ)_ab] = |E_a·|² + E_ab² for Gaussian x (Isserlis),
-    so Σ_ab Var g_ab = (n + 1)|E|_F² + m n σ_ε². This makes the isotropic SDE reproduce the exact stationary
-    E|W − W*|_F² of one-pass SGD with h = η (see :func:`..._stationary.sgd_teacher_fluctuation`).
+    teacher: with E = W − W* and g = E x xᵀ − ε xᵀ, Var[(E x xᵀ)_ab] = |E_a·|² + E_ab² for Gaussian x
+    (Isserlis), so Σ_ab Var g_ab = (n + 1)|E|_F² + m n σ_ε². This makes the isotropic SDE reproduce the exact
+    stationary E|W − W*|_F² of one-pass SGD with h = η (see :func:`._stationary.sgd_teacher_error`).
     """
     m, n = w.shape
     if drift == "noise":
@@ -126,7 +141,8 @@ def data_noise_variance(drift: str, w: Float[Array, "m n"], prob: Problem, label
 
 
 def losses(drift: str, w: Float[Array, "m n"], prob: Problem, label_noise: Array | float) -> dict[str, Array]:
-    """Loss observables: teacher: population ``test_loss``; phase_teacher: ``train_loss`` and ``test_loss``."""
+    """Loss observables: teacher: population ``test_loss``; phase_teacher: ``train_loss`` and
+    ``test_loss``."""
     if drift == "noise":
         return {}
     if drift == "teacher":

@@ -1,13 +1,15 @@
 """The singular-value SDE (Dyson-type, theory/sgd_sde.md §2), integrated by Euler–Maruyama for one member.
 
-For W ∈ R^{m×n}, M = max(m, n), N = min(m, n), singular values s_1 ≥ … ≥ s_N and Dyson index β (β = 1 is what the
-matrix SDE implies):
+For W ∈ R^{m×n}, M = max(m, n), N = min(m, n), singular values s_1 ≥ … ≥ s_N and Dyson index β (β = 1 is what
+the matrix SDE implies):
 
     ds_i = [ −c_i − λ_wd s_i + 𝒟(β(M − N + 1) − 1)/(2 s_i)
              + β (𝒟/2) Σ_{j≠i} ( 1/(s_i − s_j) + 1/(s_i + s_j) ) ] dτ + √𝒟 dβ_i
 
-* the pair sum is level repulsion; the 1/s term is the hard-edge repulsion from 0. β = 0 removes the repulsion
-  (independent radial processes), which is how the tests show that repulsion is what makes spacings Wigner-like.
+* the pair sum is level repulsion; the 1/s term is the hard-edge repulsion from 0. Dropping the pair sum
+  (``pair=False``, β = 1) leaves N independent radial processes, the 1-D reduction of §3 with the stationary
+  law λ = s² ~ Gamma((M − N + 1)/2, rate λ_wd/𝒟) for ``noise``; the tests use it to show that the repulsion is
+  what makes the spacings Wigner-like.
 * closure c_i = u_iᵀ ∇L v_i: 0 for ``noise`` (exact); for ``teacher`` the aligned-vector closure
   c_i = s_i − s*_i (the singular vectors of W taken equal to the teacher's), an approximation that holds when
   the teacher's singular values are well separated on the scale of the noise. ``phase_teacher`` has no closure
@@ -15,9 +17,11 @@ matrix SDE implies):
 * 𝒟 = η σ²/B with σ² = σ_g² + σ²_data; for ``teacher`` σ²_data = σ_ε² + (n + 1) Σ(s_i − s*_i)²/(m n), the
   aligned-vector value of |W − W*|_F².
 
-Numerics (§8): each step is followed by s ↦ sort(|s|) (reflection at 0, re-sorting); the diagonal i = j is masked
-before dividing; the step h = η/substeps must be ≪ (min spacing)²/𝒟, otherwise expect an O(h) bias near
-collisions.
+Numerics (§8): each step is followed by s ↦ sort(|s|) (reflection at 0, re-sorting); the diagonal i = j is
+masked before dividing; inverse distances are regularised below the noise scale, 1/x → x/(x² + 0.1𝒟h), so that
+near-collisions cannot produce unbounded Euler–Maruyama jumps. The step h = η/substeps should be ≪ (typical
+spacing)²/𝒟: the regularisation and the collisions it softens are an O(h) bias (measured in
+tests/test_sgd_sde_laws.py).
 """
 
 from __future__ import annotations
@@ -39,15 +43,27 @@ def sv_drift(
     diffusion: Array | float,
     big: int,
     beta: Array | float = 1.0,
+    eps2: Array | float = 0.0,
+    pair: bool = True,
 ) -> Float[Array, " N"]:
-    """Drift of ds_i (formula in the module docstring); ``closure`` is c_i and ``big`` is M = max(m, n)."""
+    """Drift of ds_i (formula in the module docstring); ``closure`` is c_i and ``big`` is M = max(m, n).
+
+    ``eps2`` > 0 regularises every inverse distance, 1/x → x/(x² + ε²), below the scale of one noise step (ε²
+    = 0.1 𝒟h in :func:`integrate_sv_sde`): a pair closer than that no longer receives an unbounded kick (which
+    Euler–Maruyama turns into a jump far past its neighbours); the kick is at most √(𝒟h)/(4√0.1) ≈ 0.8√(𝒟h).
+    """
     small = s.shape[0]
     diag = jnp.eye(small, dtype=bool)
+
+    def inv(x: Array) -> Array:
+        return x / (x**2 + eps2)
+
     diff = jnp.where(diag, 1.0, s[:, None] - s[None, :])
     summ = jnp.where(diag, 1.0, s[:, None] + s[None, :])
-    pair = jnp.sum(jnp.where(diag, 0.0, 1.0 / diff + 1.0 / summ), axis=1)
-    hard = diffusion * (beta * (big - small + 1) - 1.0) / (2.0 * s)
-    return -closure - weight_decay * s + hard + beta * 0.5 * diffusion * pair
+    pair_sum = jnp.sum(jnp.where(diag, 0.0, inv(diff) + inv(summ)), axis=1)
+    hard = diffusion * (beta * (big - small + 1) - 1.0) * 0.5 * inv(s)
+    repulsion = beta * 0.5 * diffusion * pair_sum if pair else 0.0
+    return -closure - weight_decay * s + hard + repulsion
 
 
 def sv_noise_variance(
@@ -74,14 +90,18 @@ def integrate_sv_sde(
     substeps: int = 1,
     noise_model: str = "state",
     beta: float = 1.0,
+    pair: bool = True,
 ) -> tuple[dict[str, Array], Float[Array, " N"]]:
-    """One member from singular values ``s0`` (descending); ``s_star``: the teacher's (``teacher`` drift only).
+    """One member from singular values ``s0`` (descending); ``s_star``: the teacher's (``teacher`` drift
+    only).
 
     Records ``sv``, ``sum_sq`` = Σ s_i² and, for ``teacher``, the aligned-vector ``test_loss``
     ½(Σ(s_i − s*_i)² + m σ_ε²). Returns ``(records, s_final)``.
     """
     if drift not in ("noise", "teacher"):
-        raise ValueError(f"drift = {drift!r}: the singular-value SDE has a closure only for 'noise' and 'teacher'")
+        raise ValueError(
+            f"drift = {drift!r}: the singular-value SDE has a closure only for 'noise' and 'teacher'"
+        )
     big = max(rows, cols)
     target = s_star if drift == "teacher" else None
 
@@ -89,13 +109,15 @@ def integrate_sv_sde(
         return hyper.lr * sv_noise_variance(drift, s, target, hyper, rows, cols) / hyper.batch_size
 
     d0 = diffusion(s0)
+    step = hyper.lr / substeps
 
     def d_of(s: Array) -> Array:
         return diffusion(s) if noise_model == "state" else d0
 
     def f(t: Array, s: Array, args: None) -> Array:
         closure = s - target if target is not None else jnp.zeros_like(s)
-        return sv_drift(s, closure, hyper.weight_decay, d_of(s), big, beta)
+        d = d_of(s)
+        return sv_drift(s, closure, hyper.weight_decay, d, big, beta, eps2=0.1 * d * step, pair=pair)
 
     def g(t: Array, s: Array, args: None) -> Array:
         return jnp.sqrt(d_of(s))
@@ -110,5 +132,5 @@ def integrate_sv_sde(
         return out
 
     return euler_maruyama(
-        f, g, s0, key, hyper.lr / substeps, n_records, record_every * substeps, observe=observe, project=project
+        f, g, s0, key, step, n_records, record_every * substeps, observe=observe, project=project
     )

@@ -1,8 +1,10 @@
-"""The SDE forecast for configs: an ensemble of matrix (or singular-value) SDE runs, vmapped, under one compile.
+"""The SDE forecast for configs: an ensemble of matrix (or singular-value) SDE runs, vmapped, under one
+compile.
 
-``solve_config(cfg)`` integrates ``solver.ensemble`` members; member i starts from the same instance as SGD seed i
-of the twin (:func:`._problem.problem_key`) with independent noise. ``solve_batch(cfgs)`` vmaps configs that differ
-only in vmappable keys (lr, sigma, grad_noise, weight_decay, noise, teacher_variance) over one compiled function.
+``solve_config(cfg)`` integrates ``solver.ensemble`` members; member i starts from the same instance as SGD
+seed i of the twin (:func:`._problem.problem_key`) with independent noise. ``solve_batch(cfgs)`` vmaps configs
+that differ only in vmappable keys (lr, sigma, grad_noise, weight_decay, noise, teacher_variance) over one
+compiled function.
 """
 
 from __future__ import annotations
@@ -30,8 +32,19 @@ __all__ = ["solve_config", "solve_batch", "sde_ensemble"]
 @partial(
     jax.jit,
     static_argnames=(
-        "drift", "level", "rows", "cols", "samples", "ensemble", "seed", "n_records", "record_every", "substeps",
-        "noise_model", "beta",
+        "drift",
+        "level",
+        "rows",
+        "cols",
+        "samples",
+        "ensemble",
+        "seed",
+        "n_records",
+        "record_every",
+        "substeps",
+        "noise_model",
+        "beta",
+        "pair",
     ),
 )
 def sde_ensemble(
@@ -49,44 +62,73 @@ def sde_ensemble(
     substeps: int = 1,
     noise_model: str = "state",
     beta: float = 1.0,
+    pair: bool = True,
 ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
     """Run ``ensemble`` members of the SDE. ``values``: the scalars of :func:`._dataset.hyper_values`.
 
-    Returns ``(records, diffusion0, extra)``: records with leading axes (member, record); 𝒟 at W(0) per member;
-    for ``phase_teacher`` the criterion and observables at the final weights (else empty).
+    ``beta`` (Dyson index) and ``pair`` (level repulsion on/off) act on the singular-value level only.
+
+    Returns ``(records, diffusion0, extra)``: records with leading axes (member, record); 𝒟 at W(0) per
+    member; for ``phase_teacher`` the criterion and observables at the final weights (else empty).
     """
-    hyper = Hyper(values["lr"], values["batch_size"], values["grad_noise"], values["weight_decay"],
-                  values["label_noise"])
+    hyper = Hyper(
+        values["lr"],
+        values["batch_size"],
+        values["grad_noise"],
+        values["weight_decay"],
+        values["label_noise"],
+    )
 
     def member(i: Array) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        prob = make_problem(problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"],
-                            samples)
+        prob = make_problem(
+            problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"], samples
+        )
         key = noise_key(seed, i, "sde")
         d0 = diffusion_coefficient(drift, prob.w0, prob, hyper)
         if level == "singular_values":
             s0 = jnp.linalg.svd(prob.w0, compute_uv=False)
             s_star = jnp.linalg.svd(prob.w_star, compute_uv=False) if drift == "teacher" else None
             rec, _ = integrate_sv_sde(
-                key, s0, s_star, hyper, drift=drift, rows=rows, cols=cols, n_records=n_records,
-                record_every=record_every, substeps=substeps, noise_model=noise_model, beta=beta,
+                key,
+                s0,
+                s_star,
+                hyper,
+                drift=drift,
+                rows=rows,
+                cols=cols,
+                n_records=n_records,
+                record_every=record_every,
+                substeps=substeps,
+                noise_model=noise_model,
+                beta=beta,
+                pair=pair,
             )
-            return rec, d0, {}
+            return rec, d0, {} if s_star is None else {"teacher_sv": s_star}
         rec, w_final = integrate_matrix_sde(
-            key, prob, hyper, drift=drift, n_records=n_records, record_every=record_every, substeps=substeps,
+            key,
+            prob,
+            hyper,
+            drift=drift,
+            n_records=n_records,
+            record_every=record_every,
+            substeps=substeps,
             noise_model=noise_model,
         )
         extra: dict[str, Array] = {}
+        if drift != "noise":
+            extra["teacher_sv"] = jnp.linalg.svd(prob.w_star, compute_uv=False)
         if drift == "phase_teacher":
             theta = hyper.lr / hyper.batch_size
-            extra = {
-                **_phase.phase_criterion(w_final, prob.test, theta, values["sigma"]),
-                **_phase.phase_observables(prob.w0, w_final, prob.test),
-            }
+            extra.update(
+                {
+                    **_phase.phase_criterion(w_final, prob.test, theta, values["sigma"]),
+                    **_phase.phase_observables(prob.w0, w_final, prob.test),
+                }
+            )
             extra.pop("mean_spacing")
         return rec, d0, extra
 
     return jax.vmap(member)(jnp.arange(ensemble))
-
 
 
 def _static(cfg: Config) -> dict[str, Any]:
@@ -108,7 +150,7 @@ def _static(cfg: Config) -> dict[str, Any]:
 
 def _to_dataset(cfg: Config, out: tuple[Any, Any, Any]) -> xr.Dataset:
     rec, d0, extra = jax.tree_util.tree_map(np.asarray, out)
-    return build_dataset(cfg, rec, d0, "member", extra)
+    return build_dataset(cfg, rec, d0, "member", cfg.optim.lr / cfg.solver.substeps, extra)
 
 
 def solve_config(cfg: Config) -> xr.Dataset:

@@ -1,9 +1,9 @@
-"""Closed-form laws of the ``sgd_sde`` family (theory/sgd_sde.md §3, §7): Marchenko–Pastur, the Laguerre (weight
-decay) stationary law, the 1-D gamma reduction, the provisional gamma-type law of 2507.12709, and exact moment
-recursions used as oracles.
+"""Closed-form laws of the ``sgd_sde`` family (theory/sgd_sde.md §3, §7): Marchenko–Pastur, the Laguerre
+(weight decay) stationary law, the 1-D gamma reduction, the provisional gamma-type law of 2507.12709, and
+exact moment recursions used as oracles.
 
-Shapes: W ∈ R^{m×n} with M = max(m, n), N = min(m, n); its N singular values s_i; λ_i = s_i² (eigenvalues of WᵀW or
-WWᵀ, whichever is N×N). All functions are NumPy/SciPy (float64), vectorised over their first argument.
+Shapes: W ∈ R^{m×n} with M = max(m, n), N = min(m, n); its N singular values s_i; λ_i = s_i² (eigenvalues of
+WᵀW or WWᵀ, whichever is N×N). All functions are NumPy/SciPy (float64), vectorised over their first argument.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 from scipy import special
+
+from ...spectra import bulk
 
 __all__ = [
     "mp_sv_edges",
@@ -28,60 +30,49 @@ __all__ = [
 ]
 
 
+def _bulk_args(rows: int, cols: int, var: float) -> tuple[float, float]:
+    """(q, σ) of :mod:`dmft.spectra.bulk` for an m×n matrix with entry variance ``var``: the N×M orientation,
+    q = N/M ≤ 1 and σ² = var·M."""
+    big, small = max(rows, cols), min(rows, cols)
+    return small / big, math.sqrt(var * big)
+
+
 def mp_sv_edges(rows: int, cols: int, var: float) -> tuple[float, float]:
     """Singular-value edges √var·|√M ± √N| of an m×n matrix with iid entries of variance ``var``."""
-    big, small = max(rows, cols), min(rows, cols)
-    return math.sqrt(var) * abs(math.sqrt(big) - math.sqrt(small)), math.sqrt(var) * (math.sqrt(big) + math.sqrt(small))
-
-
-def _mp_scaled(rows: int, cols: int, var: float) -> tuple[float, float, float, float]:
-    big, small = max(rows, cols), min(rows, cols)
-    y = small / big
-    scale = var * big  # λ = scale · x, x ~ MP with ratio y ≤ 1
-    return y, scale, (1 - math.sqrt(y)) ** 2, (1 + math.sqrt(y)) ** 2
+    lo, hi = bulk.sv_edges(*_bulk_args(rows, cols, var))
+    return float(lo), float(hi)
 
 
 def mp_eigen_pdf(lam: np.ndarray, rows: int, cols: int, var: float) -> np.ndarray:
-    """Density of the N nonzero eigenvalues λ of WᵀW (entries of variance ``var``):
-
-        p(λ) = √((λ₊ − λ)(λ − λ₋)) / (2π y λ · var M),   λ± = var M (1 ± √y)²,   y = N/M.
-    """
-    y, scale, a, b = _mp_scaled(rows, cols, var)
-    x = np.asarray(lam, dtype=float) / scale
-    inside = (x > a) & (x < b)
-    dens = np.sqrt(np.clip((b - x) * (x - a), 0, None)) / (2 * math.pi * y * np.where(inside, x, 1.0))
-    return np.where(inside, dens, 0.0) / scale
+    """Marchenko–Pastur density of the N nonzero eigenvalues λ = s² (support var(√M ± √N)²)."""
+    return np.asarray(bulk.mp_density(lam, *_bulk_args(rows, cols, var)))
 
 
-def mp_eigen_cdf(lam: np.ndarray, rows: int, cols: int, var: float, grid: int = 4001) -> np.ndarray:
-    """CDF of :func:`mp_eigen_pdf`, integrated in θ with x = (a+b)/2 − (b−a)/2 cos θ (smooth integrand)."""
-    y, scale, a, b = _mp_scaled(rows, cols, var)
-    theta = np.linspace(0.0, math.pi, grid)
-    x = 0.5 * (a + b) - 0.5 * (b - a) * np.cos(theta)
-    integrand = (0.5 * (b - a) * np.sin(theta)) ** 2 / (2 * math.pi * y * x)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(theta))])
-    cdf /= cdf[-1]
-    return np.interp(np.asarray(lam, dtype=float) / scale, x, cdf, left=0.0, right=1.0)
+def mp_eigen_cdf(lam: np.ndarray, rows: int, cols: int, var: float) -> np.ndarray:
+    """CDF of :func:`mp_eigen_pdf`."""
+    return np.asarray(bulk.mp_cdf(lam, *_bulk_args(rows, cols, var)))
 
 
 def mp_sv_pdf(s: np.ndarray, rows: int, cols: int, var: float) -> np.ndarray:
-    """Density of the singular values: p(s) = 2 s p_λ(s²)."""
-    s = np.asarray(s, dtype=float)
-    return 2 * s * mp_eigen_pdf(s**2, rows, cols, var)
+    """Density of the N singular values, 2 s p_λ(s²)."""
+    return np.asarray(bulk.sv_density(s, *_bulk_args(rows, cols, var)))
 
 
 def laguerre_stationary(
     rows: int, cols: int, diffusion: float, weight_decay: float, step: float = 0.0
 ) -> dict[str, float]:
-    """Pure noise with weight decay: W entries iid N(0, v) at stationarity, so λ follows the Laguerre orthogonal
-    ensemble with Marchenko–Pastur edges (§3):
+    """Pure noise with weight decay: W entries iid N(0, v) at stationarity, so λ follows the Laguerre
+    orthogonal ensemble with Marchenko–Pastur edges (§3):
 
         v = 𝒟/(2λ_wd)  (continuous time),   v = 𝒟/(λ_wd (2 − h λ_wd))  (Euler–Maruyama / SGD with step h).
 
     Returns ``var`` v, ``mean_sum_sq`` = E Σλ = m n v, and the singular-value edges ``sv_lo``, ``sv_hi``.
     """
-    if weight_decay <= 0:
-        raise ValueError("weight_decay must be > 0 for a stationary law")
+    if not 0 < step * weight_decay < 2 and not (step == 0 and weight_decay > 0):
+        raise ValueError(
+            f"no stationary law: need weight_decay > 0 and step·weight_decay < 2, got "
+            f"{weight_decay} and {step * weight_decay}"
+        )
     v = diffusion / (weight_decay * (2.0 - step * weight_decay))
     lo, hi = mp_sv_edges(rows, cols, v)
     return {"var": v, "mean_sum_sq": rows * cols * v, "sv_lo": lo, "sv_hi": hi}
@@ -103,30 +94,46 @@ def noise_sum_sq(
 
 
 def sgd_teacher_error(
-    k: np.ndarray, err0: float, rows: int, cols: int, lr: float, batch: int, label_noise: float, grad_noise: float = 0.0
+    k: np.ndarray,
+    err0: float,
+    rows: int,
+    cols: int,
+    lr: float,
+    batch: int,
+    label_noise: float,
+    grad_noise: float = 0.0,
+    step: float | None = None,
 ) -> np.ndarray:
-    """Exact E|W_k − W*|_F² of one-pass SGD on the linear teacher (x ~ N(0, I_n), no weight decay):
+    """Exact E|W_k − W*|_F² after k SGD steps on the linear teacher (x ~ N(0, I_n), no weight decay):
 
-        q_{k+1} = a q_k + b,   a = 1 − 2η + η²(1 + (n+1)/B),   b = η² m n (σ_ε² + σ_g²)/B,
+        q_{j+1} = a q_j + b,   a = (1 − h)² + h η (n+1)/B,   b = h η m n (σ_ε² + σ_g²)/B
 
-    from E Ŝ² = (1 + (n+1)/B) I for the batch covariance Ŝ of Gaussian inputs. The matrix SDE with h = η and
-    state-dependent noise (:mod:`._matrix`) obeys the same recursion; with constant noise it does not.
-    Stationary value b/(1 − a) = m n η(σ_ε² + σ_g²)/(B(2 − η(1 + (n+1)/B))).
+    per step of size h. For SGD (h = η, the default) a = 1 − 2η + η²(1 + (n+1)/B), from E Ŝ² = (1 + (n+1)/B) I
+    for the batch covariance Ŝ of Gaussian inputs; the matrix SDE with state-dependent noise (:mod:`._matrix`)
+    obeys the same recursion with its own step h = η/substeps (k η/h steps), and with constant noise it does
+    not. Stationary SGD value: m n η(σ_ε² + σ_g²)/(B(2 − η(1 + (n+1)/B))).
     """
-    k = np.asarray(k, dtype=float)
-    a = 1.0 - 2 * lr + lr**2 * (1.0 + (cols + 1) / batch)
-    b = lr**2 * rows * cols * (label_noise**2 + grad_noise**2) / batch
-    return a**k * err0 + b * (1.0 - a**k) / (1.0 - a)
+    h = lr if step is None else step
+    j = np.asarray(k, dtype=float) * lr / h
+    a = (1.0 - h) ** 2 + h * lr * (cols + 1) / batch
+    b = h * lr * rows * cols * (label_noise**2 + grad_noise**2) / batch
+    return a**j * err0 + b * (1.0 - a**j) / (1.0 - a)
 
 
 def radial_stationary_pdf(s: np.ndarray, c: float, b: float, d: float) -> np.ndarray:
     """Stationary density of ds = (c/s − b s) dτ + √(2d) dβ on s > 0 (unit test of scalar integrators, §3):
 
-        p(s) = 2 κ^{(a+1)/2} s^a e^{−κ s²} / Γ((a+1)/2),   a = c/d,   κ = b/(2d).
+    p(s) = 2 κ^{(a+1)/2} s^a e^{−κ s²} / Γ((a+1)/2),   a = c/d,   κ = b/(2d).
     """
     s = np.asarray(s, dtype=float)
     a, kappa = c / d, b / (2 * d)
-    logp = math.log(2) + 0.5 * (a + 1) * math.log(kappa) + a * np.log(s) - kappa * s**2 - special.gammaln(0.5 * (a + 1))
+    logp = (
+        math.log(2)
+        + 0.5 * (a + 1) * math.log(kappa)
+        + a * np.log(s)
+        - kappa * s**2
+        - special.gammaln(0.5 * (a + 1))
+    )
     return np.exp(logp)
 
 
@@ -143,4 +150,10 @@ def gamma_type_law(rows: int, cols: int, lr: float) -> tuple[float, float]:
 def gamma_sv_pdf(s: np.ndarray, shape: float, rate: float) -> np.ndarray:
     """Density of s when λ = s² ~ Gamma(shape k, rate r): p(s) = 2 r^k s^{2k−1} e^{−r s²}/Γ(k)."""
     s = np.asarray(s, dtype=float)
-    return np.exp(math.log(2) + shape * math.log(rate) + (2 * shape - 1) * np.log(s) - rate * s**2 - special.gammaln(shape))
+    return np.exp(
+        math.log(2)
+        + shape * math.log(rate)
+        + (2 * shape - 1) * np.log(s)
+        - rate * s**2
+        - special.gammaln(shape)
+    )

@@ -2,9 +2,9 @@
 
     x ~ N(0, I_3),  h⁰ = tanh(M x) ∈ R^{n_f},  s = tanh(W h⁰) ∈ R^{n_h},  y = Z s ∈ R^{n_h}
 
-with M_ij ~ N(0, 1/3) and Z_ij ~ N(0, 1/n_h) fixed, the teacher's W_t ~ N(0, 1/n_f), the student's
-W(0) ~ N(0, σ_W²/n_f), and the loss ½ mean_batch |y_t − y|². The readout's output dimension is not stated in the
-note; we take it square (n_out = n_h), so that the couplings J = ZᵀZ act on the n_h soft spins.
+with M_ij ~ N(0, 1/3) and Z_ij ~ N(0, 1/n_h) fixed, the teacher's W_t ~ N(0, 1/n_f), the student's W(0) ~ N(0,
+σ_W²/n_f), and the loss ½ mean_batch |y_t − y|². The readout's output dimension is not stated in the note; we
+take it square (n_out = n_h), so that the couplings J = ZᵀZ act on the n_h soft spins.
 
 Per-sample descent direction (the negative gradient of ½|y_t − y|²):
 
@@ -13,16 +13,17 @@ Per-sample descent direction (the negative gradient of ½|y_t − y|²):
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
 __all__ = [
     "INPUT_DIM",
     "TanhData",
     "make_data",
+    "data_size",
     "forward",
     "loss",
     "descent_direction",
@@ -41,28 +42,32 @@ class TanhData(NamedTuple):
     z: Float[Array, "nout nh"]
 
 
-def _features(key: PRNGKeyArray, m: Float[Array, "nf 3"], p: int) -> Float[Array, "p nf"]:
-    x = jax.random.normal(key, (p, INPUT_DIM))
-    return jnp.tanh(x @ m.T)
-
-
 def make_data(
-    key: PRNGKeyArray, n_h: int, n_f: int, p: int, p_test: int
+    noise: Float[Array, " k"], n_h: int, n_f: int, p: int, p_test: int
 ) -> tuple[TanhData, TanhData, Float[Array, "nh nf"]]:
-    """Draw M, Z, the teacher W_t and the train/test sets. Returns ``(train, test, w_teacher)``."""
-    km, kz, kt, kx, kxt = jax.random.split(key, 5)
-    m = jax.random.normal(km, (n_f, INPUT_DIM)) / jnp.sqrt(INPUT_DIM)
-    z = jax.random.normal(kz, (n_h, n_h)) / jnp.sqrt(n_h)
-    w_t = jax.random.normal(kt, (n_h, n_f)) / jnp.sqrt(n_f)
+    """M, Z, the teacher W_t and the train/test sets from standard normals ``noise`` (length
+    :func:`data_size`; one draw, cheap to compile). Returns ``(train, test, w_teacher)``."""
+    sizes = (n_f * INPUT_DIM, n_h * n_h, n_h * n_f, p * INPUT_DIM, p_test * INPUT_DIM)
+    parts = jnp.split(noise, list(itertools.accumulate(sizes))[:-1])
+    m = parts[0].reshape(n_f, INPUT_DIM) / jnp.sqrt(INPUT_DIM)
+    z = parts[1].reshape(n_h, n_h) / jnp.sqrt(n_h)
+    w_t = parts[2].reshape(n_h, n_f) / jnp.sqrt(n_f)
 
-    def dataset(k: PRNGKeyArray, size: int) -> TanhData:
-        h0 = _features(k, m, size)
+    def dataset(x: Array) -> TanhData:
+        h0 = jnp.tanh(x.reshape(-1, INPUT_DIM) @ m.T)
         return TanhData(h0, jnp.tanh(h0 @ w_t.T) @ z.T, z)
 
-    return dataset(kx, p), dataset(kxt, p_test), w_t
+    return dataset(parts[3]), dataset(parts[4]), w_t
 
 
-def forward(w: Float[Array, "nh nf"], h0: Float[Array, "p nf"], z: Float[Array, "nout nh"]) -> tuple[Array, Array]:
+def data_size(n_h: int, n_f: int, p: int, p_test: int) -> int:
+    """Number of standard normals :func:`make_data` consumes."""
+    return n_f * INPUT_DIM + n_h * n_h + n_h * n_f + (p + p_test) * INPUT_DIM
+
+
+def forward(
+    w: Float[Array, "nh nf"], h0: Float[Array, "p nf"], z: Float[Array, "nout nh"]
+) -> tuple[Array, Array]:
     """Hidden spins s = tanh(W h⁰) and outputs y = Z s, row-wise over samples."""
     s = jnp.tanh(h0 @ w.T)
     return s, s @ z.T
