@@ -95,7 +95,8 @@ def mp_cdf(x: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "
     cos_t = jnp.clip((x / s2 - 1 - q) / (2 * jnp.sqrt(q)), -1.0, 1.0)
     theta = jnp.arccos(cos_t)
     cont = (2 * s2 / jnp.pi) * (_theta_antiderivative(jnp.pi, q, s2) - _theta_antiderivative(theta, q, s2))
-    return jnp.where(x < 0, 0.0, jnp.clip(mp_atom(q) + cont, 0.0, 1.0))
+    _, hi = mp_edges(q, sigma)
+    return jnp.where(x < 0, 0.0, jnp.where(x >= hi, 1.0, jnp.clip(mp_atom(q) + cont, 0.0, 1.0)))
 
 
 def mp_expectation(
@@ -119,12 +120,12 @@ def mp_expectation(
     analytic f. jit/vmap-able in y and σ (``n_nodes`` is static).
     """
     y, s2 = _f(y), _f(sigma) ** 2
-    theta = jnp.arange(1, n_nodes + 1) * (jnp.pi / (n_nodes + 1))
+    theta = jnp.arange(1, n_nodes + 1, dtype=float) * (jnp.pi / (n_nodes + 1))
     lam = s2 * (1 + y + 2 * jnp.sqrt(y) * jnp.cos(theta))
     vals = f(jnp.concatenate([jnp.zeros(1, lam.dtype), lam]))
     f0, fl = vals[0], vals[1:]
     w = (2 * s2 / (n_nodes + 1)) * jnp.sin(theta) ** 2 / lam
-    return f0 + jnp.tensordot(w, fl - f0, axes=(0, 0))
+    return f0 + jnp.tensordot(w, fl - f0[None], axes=(0, 0))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -173,9 +174,9 @@ def resolvent_m1(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[
     support; for real w it is used off the support only (m₁ > 0 above the bulk, NaN inside it). The atom at 0
     (q > 1) appears as the pole (1 − 1/q)/w.
     """
-    w, q = jnp.asarray(w), _f(q)
-    s2 = _f(sigma) ** 2
-    w = w.astype(jnp.result_type(w, float))
+    w = jnp.asarray(w)
+    dt = jnp.result_type(w, float)
+    w, q, s2 = w.astype(dt), _f(q).astype(dt), (_f(sigma) ** 2).astype(dt)
     z = w / s2
     lo, hi = (1 - jnp.sqrt(q)) ** 2, (1 + jnp.sqrt(q)) ** 2
     if jnp.iscomplexobj(z):
@@ -188,8 +189,9 @@ def resolvent_m1(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[
 @jax.jit
 def resolvent_m2(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "..."]:
     """m₂(w) = m⁻¹ tr(w − MᵀM)⁻¹ = q m₁(w) + (1 − q)/w."""
-    w, q = jnp.asarray(w), _f(q)
-    w = w.astype(jnp.result_type(w, float))
+    w = jnp.asarray(w)
+    dt = jnp.result_type(w, float)
+    w, q = w.astype(dt), _f(q).astype(dt)
     return q * resolvent_m1(w, q, sigma) + (1 - q) / w
 
 

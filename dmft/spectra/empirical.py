@@ -37,9 +37,15 @@ def sample_gaussian(key: PRNGKeyArray, n: int, m: int, sigma: ArrayLike = 1.0) -
 
 @jax.jit
 def singular_values(m: Float[Array, "n k"]) -> Float[Array, " n"]:
-    """The n singular values of M (descending), zeros appended when n > k: the law of √eig(MMᵀ)."""
-    s = jnp.linalg.svd(m, compute_uv=False)
-    return jnp.concatenate([s, jnp.zeros(max(m.shape[0] - s.shape[0], 0), s.dtype)])
+    """The n singular values of M (descending), zeros appended when n > k: the law of √eig(MMᵀ).
+
+    Computed as √eig of the smaller of MMᵀ, MᵀM (symmetric eigensolver: several times faster than an SVD on CPU
+    and batch-friendly). Absolute error ~ 1e-8·s_max: negligible for spectra and outliers, not for tiny values.
+    """
+    n, k = m.shape
+    lam = jnp.linalg.eigvalsh(m @ m.T if n <= k else m.T @ m)[::-1]
+    s = jnp.sqrt(jnp.maximum(lam, 0.0))
+    return jnp.concatenate([s, jnp.zeros(max(n - k, 0), s.dtype)])
 
 
 def spectral_histogram(
@@ -52,14 +58,17 @@ def spectral_histogram(
 
 
 def ks_distance(sample: Float[ArrayLike, " n"], cdf: Callable[[Array], Array]) -> Float[Array, ""]:
-    """Kolmogorov–Smirnov distance sup_x |F_n(x) − F(x)| between a sample and a continuous-or-atomic CDF F."""
+    """Kolmogorov–Smirnov distance sup_x |F_n(x) − F(x)| between a sample and a CDF F (atoms allowed).
+
+    Both one-sided limits are compared at every sample point: F_n(x) with F(x), and F_n(x⁻) with F(x⁻), the
+    left limit taken as F(x − 10⁻¹²(1 + |x|)) (a sample of n ≪ 10¹² points cannot resolve the difference).
+    """
     x = jnp.sort(jnp.asarray(sample))
     n = x.shape[0]
-    f = cdf(x)
-    # F_n just after x_(i) counts the ties up to it; just before, the values strictly below.
-    after = jnp.searchsorted(x, x, side="right") / n
-    before = jnp.searchsorted(x, x, side="left") / n
-    return jnp.maximum(jnp.max(jnp.abs(after - f)), jnp.max(jnp.abs(f - before)))
+    after = jnp.searchsorted(x, x, side="right").astype(x.dtype) / n
+    before = jnp.searchsorted(x, x, side="left").astype(x.dtype) / n
+    f_after, f_before = cdf(x), cdf(x - 1e-12 * (1 + jnp.abs(x)))
+    return jnp.maximum(jnp.max(jnp.abs(after - f_after)), jnp.max(jnp.abs(f_before - before)))
 
 
 def grams_from_spikes(

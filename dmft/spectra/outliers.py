@@ -109,15 +109,15 @@ def _orthonormalizer(gram: Float[Array, "k k"], threshold: ArrayLike) -> tuple[A
     cut = jnp.maximum(threshold * jnp.max(lam), jnp.finfo(lam.dtype).tiny)
     keep = lam > cut
     lam_safe = jnp.where(keep, lam, 1.0)
-    t = q * jnp.where(keep, 1 / jnp.sqrt(lam_safe), 0.0)
-    b = (q * jnp.where(keep, jnp.sqrt(lam_safe), 0.0)).T
+    t = q * jnp.where(keep, 1 / jnp.sqrt(lam_safe), 0.0)[None, :]
+    b = (q * jnp.where(keep, jnp.sqrt(lam_safe), 0.0)[None, :]).T
     return t, b, keep.astype(lam.dtype)
 
 
 def _psd_sqrt(a: Float[Array, "k k"]) -> Float[Array, "k k"]:
     """Symmetric square root with negative eigenvalues clipped (conventions.md §7)."""
     lam, q = jnp.linalg.eigh(_sym(a))
-    return (q * jnp.sqrt(jnp.maximum(lam, 0.0))) @ q.T
+    return (q * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]) @ q.T
 
 
 def reduce_spikes(grams: Grams, c: Float[Array, "kl kr"], threshold: ArrayLike = 1e-10) -> SpikeProblem:
@@ -240,7 +240,7 @@ def mask_leading_block(grams: Grams, c: Float[Array, "T T"], t: ArrayLike) -> tu
     The zero rows and columns of GᵀG and ΦᵀΦ fall below any threshold, so the reduced problem (and its
     determinant) is exactly the one of the t×t blocks: the spikes s < t of the state after t steps (§6).
     """
-    m = (jnp.arange(c.shape[-1]) < t).astype(c.dtype)
+    m = (jnp.arange(c.shape[-1]) < jnp.asarray(t, dtype=int)).astype(c.dtype)
     mm = m[:, None] * m[None, :]
     return Grams(*(g * mm for g in grams)), c * mm
 
@@ -264,7 +264,7 @@ def outliers_over_time(
     and all steps are solved in one vmap. Returns :class:`Outliers` with a leading axis over steps
     (``sv``: (n_steps, k_max)); ``consistency`` is that of each t×t block.
     """
-    steps = jnp.arange(c.shape[-1]) if steps is None else jnp.asarray(steps)
+    steps = jnp.arange(c.shape[-1]) if steps is None else jnp.asarray(steps, dtype=int)
 
     def one(t: Array) -> Outliers:
         g, ct = mask_leading_block(grams, c, t)
