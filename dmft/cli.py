@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="grid over the config's [sweep] table (resumable)")
     common(sw)
     sw.add_argument("--executor", default="local", help="local (points batched with vmap where shapes allow)")
-    sw.add_argument("--kind", default="solve", choices=("solve", "simulate"), help="theory or twin at every point")
+    sw.add_argument("--kind", default="solve", choices=("solve", "simulate", "both"),
+                    help="theory, twin, or both (one file, twin variables prefixed sim_) at every point")
     pl = sub.add_parser("plot", help="figures of a saved result")
     pl.add_argument("result", help="a result.nc written by dmft")
     pl.add_argument("--out", default=None, help="output directory (default: next to the result)")
@@ -106,7 +107,13 @@ def _run(args: argparse.Namespace) -> int:
         ds = merge_compare(theory, sim)
         label = f"theory vs twin ({cfg.model.family})"
     else:  # sweep
-        ds = api.sweep(cfg, out_dir=out, kind=args.kind, executor=args.executor, progress=True)
+        if args.kind == "both":
+            theory = api.sweep(cfg, out_dir=out, kind="solve", executor=args.executor, progress=True)
+            sim = api.sweep(cfg, out_dir=out, kind="simulate", executor=args.executor, progress=True)
+            ds = merge_compare(theory, sim)
+            ds.attrs["sweep_axes"] = theory.attrs["sweep_axes"]
+        else:
+            ds = api.sweep(cfg, out_dir=out, kind=args.kind, executor=args.executor, progress=True)
         label = f"sweep over {', '.join(cfg.sweep_axes)} ({args.kind})"
     elapsed = time.perf_counter() - t0
     path = save_dataset(ds, out / "result.nc")

@@ -12,7 +12,7 @@ import xarray as xr
 
 __all__ = [
     "loss_figure", "sweep_loss_figure", "spectrum_figure", "outlier_trajectory_figure", "sharpness_figure",
-    "figures_for", "merge_compare", "split_compare",
+    "outliers_vs_width_figure", "lr_transfer_figure", "figures_for", "merge_compare", "split_compare",
 ]
 
 SIM_PREFIX = "sim_"
@@ -135,6 +135,83 @@ def sharpness_figure(theory: xr.Dataset | None, sim: xr.Dataset) -> Any:
     ax.set_xlabel("step t")
     ax.set_ylabel("sharpness")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _panels(grid: xr.Dataset) -> list[dict]:
+    return [{"parameterization": v} for v in grid["parameterization"].values] if "parameterization" in grid.dims \
+        else [{}]
+
+
+def outliers_vs_width_figure(grid: xr.Dataset) -> Any:
+    """Top outlier of every weight matrix against t, one colour per width ratio; one row per parameterization.
+    Twin top singular values (``sim_spectrum``) as points."""
+    plt = _plt()
+    panels = _panels(grid)
+    layers = grid["layer"].values
+    widths = grid["width_ratio"].values
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(len(panels), len(layers), figsize=(3.8 * len(layers), 3.0 * len(panels)),
+                             squeeze=False)
+    for r, sel in enumerate(panels):
+        for c, layer in enumerate(layers):
+            ax = axes[r, c]
+            for i, nu in enumerate(widths):
+                color = cmap(i / max(1, len(widths) - 1))
+                pick = {**sel, "width_ratio": nu, "layer": layer}
+                out = grid["outlier_sv"].sel(pick).isel(k=0)
+                extra = [d for d in out.dims if d != "t"]
+                out = out.isel({d: 0 for d in extra})
+                ax.plot(grid["t"].values, out.values, color=color, label=f"ν = {nu}")
+                if "sim_spectrum" in grid:
+                    sp = grid["sim_spectrum"].sel(pick).isel(i=0)
+                    extra = [d for d in sp.dims if d not in ("t_spec", "seed")]
+                    sp = sp.isel({d: 0 for d in extra})
+                    ax.errorbar(grid["t_spec"].values, sp.mean("seed").values, yerr=sp.std("seed").values,
+                                fmt="o", ms=3, color=color)
+            ax.set_title(f"W^{layer}" + (f", {sel['parameterization']}" if sel else ""), fontsize=9)
+            ax.set_xlabel("step t")
+            ax.set_ylabel("top outlier")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def lr_transfer_figure(grid: xr.Dataset, name: str = "test_loss") -> Any:
+    """Final loss against the learning rate, one curve per width ratio, one panel per parameterization.
+    Diverged points are left out (and marked ×). Twin means (``sim_`` variables) as points."""
+    plt = _plt()
+    panels = _panels(grid)
+    widths = grid["width_ratio"].values
+    lrs = grid["lr"].values
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    for ax, sel in zip(axes[0], panels, strict=True):
+        for i, nu in enumerate(widths):
+            color = cmap(i / max(1, len(widths) - 1))
+            if name in grid:
+                final = grid[name].sel({**sel, "width_ratio": nu}).isel(t=-1)
+                final = final.isel({d: 0 for d in final.dims if d != "lr"})
+                ax.plot(lrs, final.values, "-", color=color, label=f"ν = {nu}")
+                if "diverged" in grid:
+                    div = grid["diverged"].sel({**sel, "width_ratio": nu})
+                    div = div.isel({d: 0 for d in div.dims if d != "lr"}).values.astype(bool)
+                    if div.any():
+                        ax.plot(lrs[div], np.full(div.sum(), np.nanmax(final.values) if np.isfinite(final).any()
+                                                  else 1.0), "x", color=color)
+            if "sim_" + name in grid:
+                sim = grid["sim_" + name].sel({**sel, "width_ratio": nu}).isel(t=-1)
+                sim = sim.isel({d: 0 for d in sim.dims if d not in ("lr", "seed")})
+                ax.errorbar(lrs, sim.mean("seed").values, yerr=sim.std("seed").values, fmt="o", ms=3,
+                            color=color)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("learning rate η")
+        ax.set_ylabel(f"final {name.replace('_', ' ')}")
+        ax.set_title(sel.get("parameterization", ""), fontsize=9)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return fig
 

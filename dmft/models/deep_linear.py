@@ -52,6 +52,7 @@ __all__ = [
     "first_step_test_loss",
     "to_dataset",
     "figures",
+    "sweep_figures",
 ]
 
 
@@ -611,4 +612,19 @@ def figures(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None) -> 
         figs["sharpness"] = sharpness_figure(theory, sim)
     elif theory is not None and "outlier_sv" in theory:
         figs["outliers"] = outlier_trajectory_figure(theory, None)
+    return figs
+
+
+def sweep_figures(grid: xr.Dataset) -> dict:
+    """Figures of a deep-linear sweep: losses; outlier trajectories against width (μP vs NTK); final test loss
+    against the learning rate for every width (learning-rate transfer). Twin points (``sim_`` variables, from
+    ``dmft sweep --kind both``) are drawn on top of the theory."""
+    from ..plot import lr_transfer_figure, outliers_vs_width_figure, sweep_loss_figure
+
+    figs = {"sweep_losses": sweep_loss_figure(grid, "test_loss" if "test_loss" in grid else "sim_test_loss")}
+    dims = set(grid.dims)
+    if "width_ratio" in dims and "outlier_sv" in grid:
+        figs["outliers_vs_width"] = outliers_vs_width_figure(grid)
+    if "lr" in dims and "width_ratio" in dims:
+        figs["lr_transfer"] = lr_transfer_figure(grid)
     return figs
