@@ -42,6 +42,21 @@ def time_solver(T: int, depth: int) -> dict:
     return {"T": T, "depth": depth, "compile_s": compile_s, "solve_s": min(runs), "memory_MB": mem_mb}
 
 
+def time_level2(T: int, depth: int) -> dict:
+    """Level 2 (outliers of every layer at every step t < T) after compilation."""
+    cfg = dmft.load_config("configs/deep_linear_mup.toml", overrides={"model.depth": depth, "optim.steps": T})
+    p = dl.params_from_config(cfg)
+    sol = dl.solve(p, T, depth)
+    fn = jax.jit(lambda s, q: dl._level2(s, q, depth, 4))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(sol, p))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(sol, p))
+    run = time.perf_counter() - t0
+    return {"T": T, "depth": depth, "compile_s": first - run, "level2_s": run, "per_step_ms": 1e3 * run / T}
+
+
 def twin_cost(depth: int = 2, T: int = 20) -> list[dict]:
     cfg = dmft.load_config("configs/deep_linear_mup.toml", overrides={
         "model.depth": depth, "optim.steps": T, "simulate.record_spectra": False})
@@ -83,13 +98,22 @@ def main() -> None:
         if len(sub) >= 2:
             slope = np.polyfit(np.log([r["T"] for r in sub]), np.log([r["solve_s"] for r in sub]), 1)[0]
             print(f"depth {depth}: solve time ∝ T^{slope:.2f} (T ≥ 250)")
+    print("level 2 (outliers of every layer at every step):")
+    level2 = []
+    for depth in (2, 3):
+        for T in ([20, 40, 80] if args.quick else [20, 40, 80, 160]):
+            r = time_level2(T, depth)
+            level2.append(r)
+            print(f"  T = {T:>4}, L = {depth}: {r['level2_s']:.2f} s ({r['per_step_ms']:.1f} ms per step), "
+                  f"compile {r['compile_s']:.1f} s", flush=True)
     print("twin cost (depth 2, T = 20):")
     twin = twin_cost()
     for r in twin:
-        print(f"  D = {r['dim']:>4}, {r['seeds']:>3} seeds: {r['twin_s']:6.2f} s, RMS rel. error {r['rms_rel_error']:.3f}"
+        print(f"  D = {r['dim']:>4}, {r['seeds']:>3} seeds: {r['twin_s']:6.2f} s, "
+              f"RMS rel. error {r['rms_rel_error']:.3f}"
               f"  (theory {r['theory_s_incl_compile']:.2f} s incl. compile)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"solver": rows, "twin": twin}, indent=1))
+    Path(args.out).write_text(json.dumps({"solver": rows, "level2": level2, "twin": twin}, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .config import Config, ConfigError, config_from_dict, load_config
+from .config import Config, ConfigError, config_from_dict
 
 __all__ = ["save_dataset", "load_dataset", "config_to_toml", "config_of", "attach_config"]
 
@@ -120,5 +120,3 @@ def load_dataset(path: str | Path) -> xr.Dataset:
             ds[name].attrs = attrs
     return ds
 
-
-_ = load_config  # re-exported for convenience in notebooks

@@ -100,7 +100,8 @@ def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None,
         if theory is not None and "outlier_sv" in theory:
             out = theory["outlier_sv"].sel(layer=layer)
             for k in out["k"].values:
-                ax.plot(theory["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label="DMFT outliers" if k == 0 else None)
+                label = "DMFT outliers" if k == 0 else None
+                ax.plot(theory["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label=label)
             ax.axhline(float(theory["bulk_edge"].sel(layer=layer)), color="k", ls="--", lw=0.8, label="bulk edge")
         if sim is not None and "spectrum" in sim and sim.sizes.get("i", 0) > 0:
             spec = sim["spectrum"].sel(layer=layer).isel(i=slice(0, n_top))

@@ -24,13 +24,13 @@ matplotlib.use("Agg")
 import numpy as np
 
 import dmft
-from dmft.plot import lr_transfer_figure, outlier_trajectory_figure, outliers_vs_width_figure, spectrum_figure
+from dmft.plot import lr_transfer_figure, outlier_trajectory_figure, outliers_vs_width_figure
 
 cfg = dmft.load_config("configs/deep_linear_mup.toml", overrides={
     "optim.steps": 21, "simulate.dim": 100, "simulate.seeds": 2, "simulate.spectrum_every": 10})
 theory = dmft.solve(cfg)
 twin = dmft.simulate(cfg)
-print("final test loss: theory %.4f, twin %.4f" % (theory.test_loss[-1], twin.test_loss.isel(t=-1).mean()))
+print(f"final test loss: theory {float(theory.test_loss[-1]):.4f}, twin {float(twin.test_loss.isel(t=-1).mean()):.4f}")
 print("outliers at t = 20 (theory):", np.round(theory.outlier_sv.sel(t=20, k=0).values, 4))
 print("top singular values at t = 20 (twin):",
       np.round(twin.spectrum.sel(t_spec=20).isel(i=0).mean("seed").values, 4))
@@ -42,7 +42,7 @@ print("escape steps:", theory.escape_step.sel(k=0).values, "bulk edges:", theory
 # finite rank); the outliers sit on spikes whose directions depend on the bulk, so naive BBP is wrong.
 
 # %%
-from dmft.models.deep_linear import figures
+from dmft.models.deep_linear import figures  # noqa: E402
 
 figs = figures(theory, twin)
 print(sorted(figs))

@@ -33,7 +33,8 @@ def test_t0_oracle(repo_root, over):
     assert th.train_loss[0] == pytest.approx(expected, rel=1e-13)
     # C_g^ℓ(0,0) = σ^{2(L−ℓ)}σ_w²  and  C_q(0,0) = C_Δ(0,0)/α + C_β̃(0,0)
     for ell in range(1, m.depth + 1):
-        assert float(th.C_g.sel(space=ell)[0, 0]) == pytest.approx(m.sigma ** (2 * (m.depth - ell)) * m.sigma_readout**2)
+        expected_cg = m.sigma ** (2 * (m.depth - ell)) * m.sigma_readout**2
+        assert float(th.C_g.sel(space=ell)[0, 0]) == pytest.approx(expected_cg)
     assert float(th.C_q[0, 0]) == pytest.approx(float(th.C_delta[0, 0]) / d.alpha + float(th.C_beta[0, 0]))
 
 

@@ -61,8 +61,8 @@ def spec_from_config(cfg: Config) -> TwinSpec:
     samples = max(1, round((o.batch_ratio if sgd else d.alpha) * D))
     every = s.spectrum_every or max(1, (o.steps - 1) // 4)
     g = effective_gamma0(m.gamma0, m.width_ratio, parameterization_code(m.parameterization))
-    return TwinSpec(D, N, m.depth, samples, sgd, o.steps, every, s.record_spectra, o.lr, float(g), m.sigma, m.sigma_readout,
-                    d.noise, d.teacher_variance)
+    return TwinSpec(D, N, m.depth, samples, sgd, o.steps, every, s.record_spectra, o.lr, float(g), m.sigma,
+                    m.sigma_readout, d.noise, d.teacher_variance)
 
 
 def init_network(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
