@@ -1,13 +1,13 @@
-"""The diagonal linear network on one coordinate: its two forms, their gradient-descent step, and the teacher prior.
+"""One coordinate of the diagonal linear network: the two forms, their GD step, the teacher prior.
 
-Conventions (shared/theory/conventions.md §5, diagonal_linear.md §1). With q̂ = √D XᵀΔ/P the error-weighted input
-and every parameter updated as θ ← θ − η(D ∂L/∂θ + λθ) (λ = ``optim.weight_decay``):
+Conventions (shared/theory/conventions.md §5, diagonal_linear.md §1). With q̂ = √D XᵀΔ/P the error-weighted
+input and every parameter updated as θ ← θ − η(D ∂L/∂θ + λθ) (λ = ``optim.weight_decay``):
 
     form "uv":  β = u v,           u(0) = a, v(0) = 0:     u ← (1 − ηλ)u + η v q̂,    v ← (1 − ηλ)v + η u q̂
     form "pm":  β = u₊² − u₋²,     u±(0) = a:              u± ← (1 − ηλ ± 2η q̂) u±
 
-The factors are integrated directly, never the sinh map β = (a²/2) sinh(2Q) of gradient flow: no overflow at small a,
-and the discrete step is exact (it breaks the conservation law u² − v² = a² by (1 − η²q̂²) per step).
+The factors are integrated directly, never the sinh map β = (a²/2) sinh(2Q) of gradient flow: no overflow at
+small a, and the discrete step is exact (it breaks the conservation law u² − v² = a² by (1 − η²q̂²) per step).
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def sample_teacher(key: Array, n: int, p: Params, prior: str, stratified: bool =
     * "sparse": β* = B·G with B ~ Bernoulli(s), G ~ N(0, ρ*/s) (s = ``sparsity``).
 
     With ``stratified`` (the Monte Carlo samples of the theory) the Gaussian values are stratified quantiles
-    Φ⁻¹((k + U_k)/n) in random order, exactly round(s·n) entries are nonzero, and the result is rescaled to second
-    moment exactly ρ*. Without it (the finite-width twin) the entries are plain iid draws.
+    Φ⁻¹((k + U_k)/n) in random order, exactly round(s·n) entries are nonzero, and the result is rescaled to
+    second moment exactly ρ*. Without it (the finite-width twin) the entries are plain iid draws.
     """
     k_g, k_perm, k_u, k_mask = jax.random.split(key, 4)
     if stratified:
