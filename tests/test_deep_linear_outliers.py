@@ -49,7 +49,6 @@ def test_outliers_match_twin_with_shrinking_gap(repo_root, depth):
 
 def naive_outliers(cfg, depth):
     """Outliers as if the spikes were independent of the initial matrix: GᵀY = 0, YᵀY = qσ²ΦᵀΦ, ZᵀZ = σ²GᵀG."""
-    import jax.numpy as jnp
     import xarray as xr
 
     from dmft.spectra.outliers import Grams, outliers_over_time
