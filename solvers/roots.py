@@ -25,10 +25,10 @@ __all__ = ["RootResult", "chandrupatla", "sign_change_brackets", "local_minima",
 class RootResult(NamedTuple):
     """Result of :func:`chandrupatla`: the root, f there, whether the bracket met the tolerance, iterations."""
 
-    x: Float[Array, "..."]
-    fx: Float[Array, "..."]
-    converged: Bool[Array, "..."]
-    iterations: Int[Array, "..."]
+    x: Float[Array, "*batch"]
+    fx: Float[Array, "*batch"]
+    converged: Bool[Array, "*batch"]
+    iterations: Int[Array, "*batch"]
 
 
 class _State(NamedTuple):

@@ -68,7 +68,7 @@ def mp_atom(q: ArrayLike) -> Float[Array, ""]:
 
 
 @jax.jit
-def mp_density(x: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "..."]:
+def mp_density(x: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "*shape"]:
     """Continuous part of the eigenvalue density of MMᵀ, √((x₊ − x)(x − x₋))/(2πσ²qx); 0 off the support."""
     x, q, s2 = _f(x), _f(q), _f(sigma) ** 2
     lo, hi = mp_edges(q, sigma)
@@ -89,7 +89,7 @@ def _theta_antiderivative(theta: Array, q: Array, s2: Array) -> Array:
 
 
 @jax.jit
-def mp_cdf(x: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "..."]:
+def mp_cdf(x: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "*shape"]:
     """CDF of the eigenvalues of MMᵀ including the atom: F(x) = atom + (2σ²/π)[I(π) − I(θ(x))] for x ≥ 0."""
     x, q, s2 = _f(x), _f(q), _f(sigma) ** 2
     cos_t = jnp.clip((x / s2 - 1 - q) / (2 * jnp.sqrt(q)), -1.0, 1.0)
@@ -104,7 +104,7 @@ def mp_expectation(
     y: ArrayLike,
     n_nodes: int = 256,
     sigma: ArrayLike = 1.0,
-) -> Inexact[Array, "..."]:
+) -> Inexact[Array, "*shape"]:
     """E f(λ) under the MP law of aspect ratio y (eigenvalues of MMᵀ, entry variance σ²/m), atom included.
 
     For the law of XᵀX/P use y = 1/α and σ = 1. ``f`` maps a vector of λ's, shape (n,), to an array of shape
@@ -147,14 +147,14 @@ def bulk_edge(q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, ""]:
 
 
 @jax.jit
-def sv_density(s: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "..."]:
+def sv_density(s: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "*shape"]:
     """Continuous part of the singular-value density, 2s·p(s²) (mass min(1, 1/q); the atom is at s = 0)."""
     s = _f(s)
     return 2 * s * mp_density(s**2, q, sigma)
 
 
 @jax.jit
-def sv_cdf(s: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "..."]:
+def sv_cdf(s: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "*shape"]:
     """CDF of the n singular values √eig(MMᵀ) (atom 1 − 1/q at 0 when q > 1)."""
     s = _f(s)
     return jnp.where(s < 0, 0.0, mp_cdf(s**2, q, sigma))
@@ -166,7 +166,7 @@ def sv_cdf(s: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "
 
 
 @jax.jit
-def resolvent_m1(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "..."]:
+def resolvent_m1(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "*shape"]:
     """m₁(w) = n⁻¹ tr(w − MMᵀ)⁻¹ = 𝔤(w/σ²)/σ², 𝔤(z) = 2 / [(z + q − 1) + √(z − z₋)√(z − z₊)].
 
     This is the rationalised form of [(z + q − 1) − √((z + q − 1)² − 4qz)]/(2qz) (no cancellation at large z).
@@ -187,7 +187,7 @@ def resolvent_m1(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[
 
 
 @jax.jit
-def resolvent_m2(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "..."]:
+def resolvent_m2(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "*shape"]:
     """m₂(w) = m⁻¹ tr(w − MᵀM)⁻¹ = q m₁(w) + (1 − q)/w."""
     w = jnp.asarray(w)
     dt = jnp.result_type(w, float)
@@ -196,7 +196,7 @@ def resolvent_m2(w: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[
 
 
 @jax.jit
-def stieltjes(z: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "..."]:
+def stieltjes(z: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "*shape"]:
     """Stieltjes transform s_μ(z) = ∫ dμ(x)/(x − z) = −m₁(z) of the eigenvalues of MMᵀ; density = π⁻¹ Im s(x + i0)."""
     return -resolvent_m1(z, q, sigma)
 
@@ -207,7 +207,7 @@ def stieltjes(z: ArrayLike, q: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Arr
 
 
 @jax.jit
-def quarter_circle_density(s: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "..."]:
+def quarter_circle_density(s: ArrayLike, sigma: ArrayLike = 1.0) -> Float[Array, "*shape"]:
     """Singular-value density √(4σ² − s²)/(πσ²) on [0, 2σ]."""
     s, s2 = _f(s), _f(sigma) ** 2
     inside = (s >= 0) & (s < 2 * jnp.sqrt(s2))
@@ -221,6 +221,6 @@ def quarter_circle_edge(sigma: ArrayLike = 1.0) -> Float[Array, ""]:
 
 
 @jax.jit
-def quarter_circle_resolvent(w: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "..."]:
+def quarter_circle_resolvent(w: ArrayLike, sigma: ArrayLike = 1.0) -> Inexact[Array, "*shape"]:
     """m(w) = N⁻¹ tr(w − MMᵀ)⁻¹ = (w − √(w² − 4σ²w))/(2σ²w) above the bulk (the case q = 1 of m₁)."""
     return resolvent_m1(w, 1.0, sigma)

@@ -64,12 +64,12 @@ __all__ = [
 class Grams(NamedTuple):
     """The six spike Grams of X = X0 + GCΦᵀ, with Y = X0Φ and Z = X0ᵀG (any one common normalisation, §5)."""
 
-    GtG: Float[Array, "... kl kl"]
-    GtY: Float[Array, "... kl kr"]
-    YtY: Float[Array, "... kr kr"]
-    PhitPhi: Float[Array, "... kr kr"]
-    PhitZ: Float[Array, "... kr kl"]
-    ZtZ: Float[Array, "... kl kl"]
+    GtG: Float[Array, "*batch kl kl"]
+    GtY: Float[Array, "*batch kl kr"]
+    YtY: Float[Array, "*batch kr kr"]
+    PhitPhi: Float[Array, "*batch kr kr"]
+    PhitZ: Float[Array, "*batch kr kl"]
+    ZtZ: Float[Array, "*batch kl kl"]
 
 
 class Outliers(NamedTuple):
@@ -80,11 +80,11 @@ class Outliers(NamedTuple):
     :func:`gram_consistency` of the Grams used.
     """
 
-    sv: Float[Array, "... k_max"]
-    edge: Float[Array, "..."]
-    n_outliers: Int[Array, "..."]
-    converged: Bool[Array, "..."]
-    consistency: Float[Array, "..."]
+    sv: Float[Array, "*batch k_max"]
+    edge: Float[Array, "*batch"]
+    n_outliers: Int[Array, "*batch"]
+    converged: Bool[Array, "*batch"]
+    consistency: Float[Array, "*batch"]
 
 
 class SpikeProblem(NamedTuple):
@@ -104,7 +104,7 @@ def _sym(a: Array) -> Array:
 
 
 def _orthonormalizer(gram: Float[Array, "k k"], threshold: ArrayLike) -> tuple[Array, Array, Array]:
-    """T = Q Λ^{-1/2}, B = Λ^{1/2} Qᵀ on the eigen-directions with λ > threshold·λ_max (zero elsewhere), and the mask."""
+    """T = Q Λ^{-1/2} and B = Λ^{1/2} Qᵀ on the eigen-directions with λ > threshold·λ_max (zero elsewhere), mask."""
     lam, q = jnp.linalg.eigh(_sym(gram))
     cut = jnp.maximum(threshold * jnp.max(lam), jnp.finfo(lam.dtype).tiny)
     keep = lam > cut
@@ -195,10 +195,14 @@ def gram_consistency(grams: Grams) -> Float[Array, ""]:
     return diff / scale
 
 
-@partial(jax.jit, static_argnames=("k_max",))
+def _floats(*xs: ArrayLike) -> tuple[Array, ...]:
+    """Cast to float64 arrays, so that Python numbers and arrays share one compiled version."""
+    return tuple(jnp.asarray(x, dtype=float) for x in xs)
+
+
 def outlier_singular_values(
     grams: Grams,
-    c: Float[Array, "kl kr"],
+    c: Float[ArrayLike, "kl kr"],
     q: ArrayLike,
     sigma: ArrayLike,
     *,
@@ -212,8 +216,16 @@ def outlier_singular_values(
     C → C/(ab) gives the same roots), the aspect ratio q = n/m and the entry std σ of X0 (variance σ²/m).
     Roots within ``edge_tol`` (relative) of the edge σ(1 + √q) are not reported (§7.2); Gram directions with
     eigenvalue below ``threshold``·λ_max are dropped (§7.3). The j-th root solves σ_j(S(s)) = 1 (module
-    docstring), refined by Chandrupatla's method to machine precision. jit/vmap-able over every array argument.
+    docstring), refined by Chandrupatla's method to machine precision. Compiled once per shape and k_max;
+    jit/vmap-able over every array argument.
     """
+    return _outlier_sv(Grams(*_floats(*grams)), *_floats(c, q, sigma, edge_tol, threshold), k_max=k_max)
+
+
+@partial(jax.jit, static_argnames=("k_max",))
+def _outlier_sv(
+    grams: Grams, c: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int
+) -> Outliers:
     p = reduce_spikes(grams, c, threshold)
     s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
     top = jnp.linalg.svd(_s_matrix(p, s_lo, q, sigma), compute_uv=False)
@@ -245,10 +257,9 @@ def mask_leading_block(grams: Grams, c: Float[Array, "T T"], t: ArrayLike) -> tu
     return Grams(*(g * mm for g in grams)), c * mm
 
 
-@partial(jax.jit, static_argnames=("k_max",))
 def outliers_over_time(
     grams: Grams,
-    c: Float[Array, "T T"],
+    c: Float[ArrayLike, "T T"],
     q: ArrayLike,
     sigma: ArrayLike,
     steps: Int[ArrayLike, " n_steps"] | None = None,
@@ -261,14 +272,22 @@ def outliers_over_time(
 
     The state after t steps carries the spikes s < t, whose Grams are the [0, t)² leading blocks (by causality
     equal to the horizon-t solution). Each block is embedded in the T×T arrays by :func:`mask_leading_block`
-    and all steps are solved in one vmap. Returns :class:`Outliers` with a leading axis over steps
-    (``sv``: (n_steps, k_max)); ``consistency`` is that of each t×t block.
+    and all steps are solved in one vmap (one compile per T, number of steps and k_max). Returns
+    :class:`Outliers` with a leading axis over steps (``sv``: (n_steps, k_max)); ``consistency`` is that of
+    each t×t block.
     """
+    c = jnp.asarray(c, dtype=float)
     steps = jnp.arange(c.shape[-1]) if steps is None else jnp.asarray(steps, dtype=int)
+    return _over_time(Grams(*_floats(*grams)), c, steps, *_floats(q, sigma, edge_tol, threshold), k_max=k_max)
 
+
+@partial(jax.jit, static_argnames=("k_max",))
+def _over_time(
+    grams: Grams, c: Array, steps: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int
+) -> Outliers:
     def one(t: Array) -> Outliers:
         g, ct = mask_leading_block(grams, c, t)
-        return outlier_singular_values(g, ct, q, sigma, k_max=k_max, edge_tol=edge_tol, threshold=threshold)
+        return _outlier_sv(g, ct, q, sigma, edge_tol, threshold, k_max=k_max)
 
     return jax.vmap(one)(steps)
 
@@ -327,7 +346,7 @@ def scan_determinant_roots(
 
 
 @jax.jit
-def bbp_outliers(theta: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> Float[Array, "..."]:
+def bbp_outliers(theta: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> Float[Array, "*shape"]:
     """Classic BBP (§8): rank-one spike θuvᵀ with unit u, v independent of X0.
 
     s = σ√((1 + τ²)(q + τ²))/τ with τ = θ/σ, when τ > q^{1/4}; NaN otherwise (no outlier). Square: σ(τ + 1/τ).
