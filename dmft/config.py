@@ -170,7 +170,7 @@ class SolverConfig:
         1e6, "float", "flag divergence when a loss exceeds this multiple of its initial value", lo=1, lo_open=True
     )
     tol: float = _key(1e-8, "float", "tolerance of the self-consistency residual", lo=0, lo_open=True)
-    outliers: bool = _key(True, "bool", "level 2: outlier singular values of every weight matrix over time")
+    outliers: bool = _key(False, "bool", "level 2: outlier singular values of every weight matrix over time")
     max_outliers: int = _key(4, "int", "largest number of outliers reported per weight matrix", lo=1, hi=64)
     ensemble: int = _key(16, "int", "sgd_sde: SDE ensemble members (vmapped)", lo=1, hi=100_000)
     record_every: int | None = _key(

@@ -43,13 +43,13 @@ def check_shrinking_gap(cfg, names=("test_loss", "train_loss")):
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_dmft_matches_twin_with_shrinking_gap(repo_root, depth):
     cfg = dmft.load_config(repo_root / "configs/deep_linear_mup.toml", overrides={
-        "model.depth": depth, "optim.steps": 20, "simulate.record_spectra": False})
+        "model.depth": depth, "optim.steps": 20, "simulate.record_spectra": False, "solver.outliers": False})
     check_shrinking_gap(cfg)
 
 
 def test_one_pass_sgd_matches_twin(repo_root):
     cfg = dmft.load_config(repo_root / "configs/deep_linear_mup.toml", overrides={
-        "optim.batch_ratio": 1.0, "optim.steps": 20, "data.noise": 0.3, "simulate.record_spectra": False})
+        "optim.batch_ratio": 1.0, "optim.steps": 20, "data.noise": 0.3, "simulate.record_spectra": False, "solver.outliers": False})
     _, sims = check_shrinking_gap(cfg, names=("test_loss",))
     # the twin tells one-pass SGD from full-batch GD
     gd = dl.solve_config(cfg.replace({"optim.batch_ratio": None}))
@@ -59,7 +59,8 @@ def test_one_pass_sgd_matches_twin(repo_root):
 def test_wrong_theory_is_detected(repo_root):
     """The same comparison rejects a DMFT solved with a 10 % error in the learning rate."""
     cfg = dmft.load_config(repo_root / "configs/deep_linear_mup.toml", overrides={
-        "optim.steps": 20, "simulate.record_spectra": False, "simulate.dim": 256, "simulate.seeds": 128})
+        "optim.steps": 20, "simulate.record_spectra": False, "simulate.dim": 256, "simulate.seeds": 128,
+        "solver.outliers": False})
     sim = sdl.simulate_config(cfg)
     assert rms_rel_gap(sim, dl.solve_config(cfg), "test_loss") < 0.03
     assert rms_rel_gap(sim, dl.solve_config(cfg.replace({"optim.lr": cfg.optim.lr * 1.1})), "test_loss") > 0.05
