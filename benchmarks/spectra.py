@@ -2,13 +2,19 @@
 
 1. One spike problem of rank k (k×k Grams, determinant size 2k): compile time and run time of
    ``outlier_singular_values`` against k, and of the independent determinant scan for comparison.
-2. T×T level-1 Grams: ``outliers_over_time`` for every step t = 0..T−1 in one vmap, against T.
+2. T×T level-1 Grams: ``outliers_over_time`` for every step t = 0..T−1 in one compiled loop, against T.
 
 The Grams come from synthetic adaptive spikes on a 400×400 Gaussian matrix (spectra.md §12 (i)); timings do not
 depend on where the Grams come from. Run: ``.venv/bin/python benchmarks/spectra.py [--quick]``.
 """
 
 from __future__ import annotations
+
+import os
+
+# OpenBLAS threads fight XLA's pool (and other processes) for the few cores of a CPU box: a 100×100 SVD took
+# 140 ms with the default threading on the 2-core test machine and 0.5 ms with one thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import statistics

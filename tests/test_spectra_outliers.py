@@ -114,8 +114,8 @@ def test_degenerate_double_root() -> None:
     # distinct strengths: two simple roots, found by sign changes
     c2 = jnp.diag(jnp.array([theta, 1.5 * theta]))
     expected = sorted([float(sp.bbp_outliers(t, q, sigma)) for t in (theta, 1.5 * theta)], reverse=True)
-    np.testing.assert_allclose(sp.outlier_singular_values(grams, c2, q, sigma, k_max=2).sv, expected, rtol=1e-12)
-    np.testing.assert_allclose(sp.scan_determinant_roots(grams, c2, q, sigma, k_max=2), expected, rtol=1e-12)
+    np.testing.assert_allclose(sp.outlier_singular_values(grams, c2, q, sigma, k_max=3).sv[:2], expected, rtol=1e-12)
+    np.testing.assert_allclose(sp.scan_determinant_roots(grams, c2, q, sigma, k_max=3)[:2], expected, rtol=1e-12)
 
 
 def test_normalisation_invariance() -> None:
@@ -319,3 +319,19 @@ def test_consistency_and_nonfinite_inputs() -> None:
     nan = gr._replace(YtY=gr.YtY.at[0, 0].set(jnp.nan))
     out = sp.outlier_singular_values(nan, c, 2.0, 1.0)
     assert not bool(out.converged) and bool(jnp.all(jnp.isnan(out.sv)))
+
+
+def test_no_batched_lapack_calls() -> None:
+    """Batched CPU LAPACK kernels deadlock jaxlib 0.10's intra-op pool when several run at once (reproduced on 2
+    cores, see dmft/spectra/_linalg.py): every LAPACK call in the vmapped spectra programs must be unbatched."""
+    T = 6
+    g, c = Grams(*(jnp.eye(T),) * 6), jnp.eye(T)
+    programs = [
+        jax.jit(lambda g, c: sp.outliers_over_time(g, c, 1.0, 1.0, k_max=3)).lower(g, c),
+        jax.jit(jax.vmap(lambda s: sp.outlier_singular_values(g, c, 1.0, s, k_max=2).sv)).lower(jnp.ones(3)),
+        jax.jit(lambda g, c: sp.scan_determinant_roots(g, c, 1.0, 1.0, k_max=2, n_grid=16)).lower(g, c),
+        jax.jit(jax.vmap(sp.singular_values)).lower(jnp.ones((3, 5, 4))),
+    ]
+    for program in programs:
+        calls = [line for line in program.as_text().splitlines() if "custom_call @lapack_" in line]
+        assert calls and all('num_batch_dims = "0"' in line for line in calls)

@@ -18,6 +18,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 import dmft._jax  # noqa: F401  (float64 on)
 
+from ._linalg import eigvalsh
 from .outliers import Grams
 
 __all__ = [
@@ -43,7 +44,7 @@ def singular_values(m: Float[Array, "n k"]) -> Float[Array, " n"]:
     and batch-friendly). Absolute error ~ 1e-8·s_max: negligible for spectra and outliers, not for tiny values.
     """
     n, k = m.shape
-    lam = jnp.linalg.eigvalsh(m @ m.T if n <= k else m.T @ m)[::-1]
+    lam = eigvalsh(m @ m.T if n <= k else m.T @ m)[::-1]
     s = jnp.sqrt(jnp.maximum(lam, 0.0))
     return jnp.concatenate([s, jnp.zeros(max(n - k, 0), s.dtype)])
 

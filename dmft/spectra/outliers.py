@@ -42,6 +42,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 import dmft._jax  # noqa: F401  (float64 on)
 from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
 
+from ._linalg import eigh, slogdet, svdvals
 from .bulk import bulk_edge, resolvent_m1, resolvent_m2
 
 __all__ = [
@@ -105,7 +106,7 @@ def _sym(a: Array) -> Array:
 
 def _orthonormalizer(gram: Float[Array, "k k"], threshold: ArrayLike) -> tuple[Array, Array, Array]:
     """T = Q Λ^{-1/2} and B = Λ^{1/2} Qᵀ on the eigen-directions with λ > threshold·λ_max (zero elsewhere), mask."""
-    lam, q = jnp.linalg.eigh(_sym(gram))
+    lam, q = eigh(_sym(gram))
     cut = jnp.maximum(threshold * jnp.max(lam), jnp.finfo(lam.dtype).tiny)
     keep = lam > cut
     lam_safe = jnp.where(keep, lam, 1.0)
@@ -116,7 +117,7 @@ def _orthonormalizer(gram: Float[Array, "k k"], threshold: ArrayLike) -> tuple[A
 
 def _psd_sqrt(a: Float[Array, "k k"]) -> Float[Array, "k k"]:
     """Symmetric square root with negative eigenvalues clipped (conventions.md §7)."""
-    lam, q = jnp.linalg.eigh(_sym(a))
+    lam, q = eigh(_sym(a))
     return (q * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]) @ q.T
 
 
@@ -159,7 +160,7 @@ def _slogdet(p: SpikeProblem, s: Array, q: ArrayLike, sigma: ArrayLike) -> tuple
     ell = jax.scipy.linalg.block_diag(a * jnp.diag(p.keep_g), b * p.yperp)
     rr = jax.scipy.linalg.block_diag(a * jnp.diag(p.keep_phi), c * p.zperp)
     n = ell.shape[0]
-    return jnp.linalg.slogdet(jnp.eye(n) - p.core @ rr @ p.core.T @ ell)
+    return slogdet(jnp.eye(n) - p.core @ rr @ p.core.T @ ell)
 
 
 @jax.jit
@@ -179,7 +180,7 @@ def outlier_determinant(
 def _search_interval(p: SpikeProblem, q: ArrayLike, sigma: ArrayLike, edge_tol: ArrayLike) -> tuple[Array, Array]:
     edge = bulk_edge(q, sigma)
     s_lo = edge * (1 + edge_tol)
-    knorm = jnp.linalg.norm(p.kernel, ord=2)
+    knorm = svdvals(p.kernel)[0]
     s_hi = 1.1 * (knorm + jnp.sqrt(knorm**2 + 4 * edge**2)) / 2
     return s_lo, jnp.maximum(s_hi, 1.01 * s_lo)
 
@@ -228,19 +229,19 @@ def _outlier_sv(
 ) -> Outliers:
     p = reduce_spikes(grams, c, threshold)
     s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
-    top = jnp.linalg.svd(_s_matrix(p, s_lo, q, sigma), compute_uv=False)
+    top = svdvals(_s_matrix(p, s_lo, q, sigma))
     n_out = jnp.sum(top > 1)
 
     def root(j: Array) -> tuple[Array, Array]:
         def h(s: Array) -> Array:
-            return jnp.linalg.svd(_s_matrix(p, s, q, sigma), compute_uv=False)[j] - 1
+            return svdvals(_s_matrix(p, s, q, sigma))[j] - 1
 
         has = j < n_out
         r = chandrupatla(h, jnp.where(has, s_lo, s_hi), s_hi)
         return jnp.where(has, r.x, jnp.nan), r.converged | ~has
 
     js = jnp.arange(k_max)
-    sv, ok = jax.vmap(root)(jnp.where(js < top.shape[0], js, top.shape[0] - 1))
+    sv, ok = jax.lax.map(root, jnp.where(js < top.shape[0], js, top.shape[0] - 1))  # absent roots exit at once
     sv = jnp.where(js < top.shape[0], sv, jnp.nan)
     converged = p.finite & jnp.all(ok)
     return Outliers(sv, bulk_edge(q, sigma), n_out, converged, gram_consistency(grams))
@@ -272,7 +273,7 @@ def outliers_over_time(
 
     The state after t steps carries the spikes s < t, whose Grams are the [0, t)² leading blocks (by causality
     equal to the horizon-t solution). Each block is embedded in the T×T arrays by :func:`mask_leading_block`
-    and all steps are solved in one vmap (one compile per T, number of steps and k_max). Returns
+    and the steps are solved in one compiled loop (one compile per T, number of steps and k_max). Returns
     :class:`Outliers` with a leading axis over steps (``sv``: (n_steps, k_max)); ``consistency`` is that of
     each t×t block.
     """
@@ -289,7 +290,7 @@ def _over_time(
         g, ct = mask_leading_block(grams, c, t)
         return _outlier_sv(g, ct, q, sigma, edge_tol, threshold, k_max=k_max)
 
-    return jax.vmap(one)(steps)
+    return jax.lax.map(one, steps)  # sequential: each step's root search stops on its own
 
 
 @partial(jax.jit, static_argnames=("k_max", "n_grid"))
@@ -367,6 +368,6 @@ def naive_bbp_outliers(
     θ_i are the singular values of (GᵀG)^{1/2} C (ΦᵀΦ)^{1/2}. This ignores GᵀY, YᵀY, ZᵀZ, so it is wrong for
     spikes that depend on X0 (§8); it is the baseline that the conditioning theory corrects.
     """
-    theta = jnp.linalg.svd(_psd_sqrt(grams.GtG) @ c @ _psd_sqrt(grams.PhitPhi), compute_uv=False)
+    theta = svdvals(_psd_sqrt(grams.GtG) @ c @ _psd_sqrt(grams.PhitPhi))
     theta = jnp.concatenate([theta, jnp.zeros(max(k_max - theta.shape[0], 0))])[:k_max]
     return bbp_outliers(theta, q, sigma)
