@@ -107,6 +107,10 @@ class ModelConfig:
         "noise", "str", "sgd_sde loss: pure noise (∇L = 0), linear teacher, or the 2509.01349 tanh network",
         choices=("noise", "teacher", "phase_teacher"),
     )
+    activation: str = _key(
+        "linear", "str", "mean_field: activation φ (linear has a closed-form solver)",
+        choices=("linear", "relu", "tanh", "erf"),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,21 @@ class DataConfig:
         0.2, "float", "diagonal_linear sparse prior: fraction of nonzero teacher entries", lo=0, lo_open=True,
         hi=1, vmappable=True,
     )
+    points: int = _key(20, "int", "mean_field: P, number of training points", lo=1, hi=100_000)
+    test_points: int = _key(
+        0, "int", "mean_field: Q, held-out points whose outputs are predicted (0: test loss of a linear teacher "
+        "in closed form where available)", lo=0, hi=100_000,
+    )
+    input_dim: int = _key(10, "int", "mean_field: D, input dimension (finite)", lo=1, hi=1_000_000)
+    teacher: str = _key(
+        "linear", "str", "mean_field teacher: y = β*·x/√D + ε (linear), or y = tanh of it (tanh)",
+        choices=("linear", "tanh"),
+    )
+    file: str | None = _key(
+        None, "str", "mean_field: .npz file with arrays x_train (P, D), y_train (P,) and optionally x_test, "
+        "y_test; replaces the synthetic data", optional=True,
+    )
+    seed: int = _key(0, "int", "mean_field: PRNG seed of the synthetic data set", lo=0)
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,7 @@ class SimulateConfig:
 
     dim: int = _key(400, "int", "D of the twin", lo=2, hi=1_000_000)
     seeds: int = _key(4, "int", "independent networks (vmapped)", lo=1, hi=10_000)
+    width: int = _key(1024, "int", "mean_field: N, hidden width of the twin", lo=1, hi=1_000_000)
     seed: int = _key(0, "int", "base PRNG seed", lo=0)
     spectrum_every: int | None = _key(
         None, "int", "record full spectra every k steps (default: about 5 times per run)", lo=1, optional=True
@@ -186,25 +206,37 @@ class SolverConfig:
         "state", "str", "sgd_sde: gradient-noise variance measured at the current W, or fixed at W(0)",
         choices=("state", "constant"),
     )
-    samples: int = _key(4000, "int", "diagonal_linear: Monte Carlo samples S of the coordinate site", lo=16,
+    samples: int = _key(4000, "int", "diagonal_linear, mean_field: Monte Carlo samples S of the single-site process", lo=16,
                         hi=10_000_000)
-    seed: int = _key(0, "int", "diagonal_linear: PRNG seed of the Monte Carlo samples (common random numbers)",
+    seed: int = _key(0, "int", "PRNG seed of the Monte Carlo samples (common random numbers)",
                      lo=0)
     method: str = _key(
         "causal", "str", "diagonal_linear: one-pass causal construction, or damped Picard iteration",
         choices=("causal", "picard"),
     )
     response: str = _key(
-        "jvp", "str", "diagonal_linear: responses by exact tangents (jvp) or by the Stein estimate",
+        "jvp", "str", "diagonal_linear, mean_field: responses by exact tangents (jvp) or by the Stein estimate",
         choices=("jvp", "stein"),
     )
     replicas: int = _key(
         8, "int", "diagonal_linear: independent replica solves of samples/replicas each, whose spread gives the "
         "Monte Carlo error (0: no error estimate)", lo=0, hi=1000,
     )
-    iterations: int = _key(200, "int", "diagonal_linear picard: maximum number of iterations", lo=1, hi=100_000)
+    engine: str = _key(
+        "auto", "str", "mean_field: closed form (linear φ only) or Monte Carlo single-site solver; auto picks "
+        "the closed form when φ is linear", choices=("auto", "closed_form", "monte_carlo"),
+    )
+    output: str = _key(
+        "exact", "str", "mean_field: network output from the exact discrete-time average or the tangent-kernel "
+        "update", choices=("exact", "tangent"),
+    )
+    response_damping: float | None = _key(
+        None, "float", "mean_field monte_carlo: mixing of the responses A, B (default: solver.damping)", lo=0,
+        lo_open=True, hi=1, optional=True,
+    )
+    iterations: int = _key(200, "int", "diagonal_linear picard, mean_field monte_carlo: maximum number of iterations", lo=1, hi=100_000)
     damping: float = _key(
-        1.0, "float", "diagonal_linear picard: mixing θ of x ← (1 − θ)x + θF(x) (1: plain iteration, exact "
+        1.0, "float", "diagonal_linear picard, mean_field monte_carlo: mixing θ of x ← (1 − θ)x + θF(x) (1: plain iteration, exact "
         "after at most T steps since the map is causal)", lo=0, lo_open=True, hi=1
     )
 
