@@ -192,6 +192,10 @@ class SolverConfig:
     tol: float = _key(1e-8, "float", "tolerance of the self-consistency residual", lo=0, lo_open=True)
     outliers: bool = _key(False, "bool", "level 2: outlier singular values of every weight matrix over time")
     max_outliers: int = _key(4, "int", "largest number of outliers reported per weight matrix", lo=1, hi=64)
+    outlier_every: int | None = _key(
+        None, "int", "level 2 is evaluated every k steps, at the last step and at the twin's spectrum steps "
+        "(default: every step up to T = 64, else about 64 steps)", lo=1, optional=True,
+    )
     ensemble: int = _key(16, "int", "sgd_sde: SDE ensemble members (vmapped)", lo=1, hi=100_000)
     record_every: int | None = _key(
         None, "int", "sgd_sde: record every k steps, theory and twin (default: about 50 records)", lo=1,
@@ -206,8 +210,10 @@ class SolverConfig:
         "state", "str", "sgd_sde: gradient-noise variance measured at the current W, or fixed at W(0)",
         choices=("state", "constant"),
     )
-    samples: int = _key(4000, "int", "diagonal_linear, mean_field: Monte Carlo samples S of the single-site process", lo=16,
-                        hi=10_000_000)
+    samples: int = _key(
+        4000, "int", "diagonal_linear, mean_field: Monte Carlo samples S of the single-site process", lo=16,
+        hi=10_000_000,
+    )
     seed: int = _key(0, "int", "PRNG seed of the Monte Carlo samples (common random numbers)",
                      lo=0)
     method: str = _key(
@@ -234,9 +240,13 @@ class SolverConfig:
         None, "float", "mean_field monte_carlo: mixing of the responses A, B (default: solver.damping)", lo=0,
         lo_open=True, hi=1, optional=True,
     )
-    iterations: int = _key(200, "int", "diagonal_linear picard, mean_field monte_carlo: maximum number of iterations", lo=1, hi=100_000)
+    iterations: int = _key(
+        200, "int", "diagonal_linear picard, mean_field monte_carlo: maximum number of iterations", lo=1,
+        hi=100_000,
+    )
     damping: float = _key(
-        1.0, "float", "diagonal_linear picard, mean_field monte_carlo: mixing θ of x ← (1 − θ)x + θF(x) (1: plain iteration, exact "
+        1.0, "float", "diagonal_linear picard, mean_field monte_carlo: mixing θ of x ← (1 − θ)x + θF(x) (1: plain "
+        "iteration, exact "
         "after at most T steps since the map is causal)", lo=0, lo_open=True, hi=1
     )
 

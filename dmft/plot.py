@@ -89,6 +89,15 @@ def spectrum_figure(sim: xr.Dataset, bulk: dict[int, Any] | None = None, outlier
     return fig
 
 
+def _evaluated_steps(out: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+    """Keep the steps at which level 2 was evaluated (``outlier_evaluated``), so lines join across the others."""
+    if "outlier_evaluated" not in ds:
+        return out
+    flags = ds["outlier_evaluated"]
+    flags = flags.isel({d: 0 for d in flags.dims if d != "t"})
+    return out.isel(t=np.flatnonzero(flags.values))
+
+
 def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None, n_top: int = 3) -> Any:
     """Outlier singular values against t for every weight matrix: theory lines (and bulk edge), twin top singular
     values at the recorded steps (mean ± std over seeds)."""
@@ -98,10 +107,10 @@ def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None,
     fig, axes = plt.subplots(1, len(layers), figsize=(3.8 * len(layers), 3.4), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
         if theory is not None and "outlier_sv" in theory:
-            out = theory["outlier_sv"].sel(layer=layer)
+            out = _evaluated_steps(theory["outlier_sv"].sel(layer=layer), theory)
             for k in out["k"].values:
                 label = "DMFT outliers" if k == 0 else None
-                ax.plot(theory["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label=label)
+                ax.plot(out["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label=label)
             ax.axhline(float(theory["bulk_edge"].sel(layer=layer)), color="k", ls="--", lw=0.8, label="bulk edge")
         if sim is not None and "spectrum" in sim and sim.sizes.get("i", 0) > 0:
             spec = sim["spectrum"].sel(layer=layer).isel(i=slice(0, n_top))
@@ -161,10 +170,10 @@ def outliers_vs_width_figure(grid: xr.Dataset) -> Any:
             for i, nu in enumerate(widths):
                 color = cmap(i / max(1, len(widths) - 1))
                 pick = {**sel, "width_ratio": nu, "layer": layer}
-                out = grid["outlier_sv"].sel(pick).isel(k=0)
+                out = _evaluated_steps(grid["outlier_sv"].sel(pick).isel(k=0), grid)
                 extra = [d for d in out.dims if d != "t"]
                 out = out.isel({d: 0 for d in extra})
-                ax.plot(grid["t"].values, out.values, color=color, label=f"ν = {nu}")
+                ax.plot(out["t"].values, out.values, color=color, label=f"ν = {nu}")
                 if "sim_spectrum" in grid:
                     sp = grid["sim_spectrum"].sel(pick).isel(i=0)
                     extra = [d for d in sp.dims if d not in ("t_spec", "seed")]

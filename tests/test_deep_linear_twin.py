@@ -49,7 +49,8 @@ def test_dmft_matches_twin_with_shrinking_gap(repo_root, depth):
 
 def test_one_pass_sgd_matches_twin(repo_root):
     cfg = dmft.load_config(repo_root / "configs/deep_linear_mup.toml", overrides={
-        "optim.batch_ratio": 1.0, "optim.steps": 20, "data.noise": 0.3, "simulate.record_spectra": False, "solver.outliers": False})
+        "optim.batch_ratio": 1.0, "optim.steps": 20, "data.noise": 0.3, "simulate.record_spectra": False,
+        "solver.outliers": False})
     _, sims = check_shrinking_gap(cfg, names=("test_loss",))
     # the twin tells one-pass SGD from full-batch GD
     gd = dl.solve_config(cfg.replace({"optim.batch_ratio": None}))

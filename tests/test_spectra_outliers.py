@@ -323,7 +323,7 @@ def test_consistency_and_nonfinite_inputs() -> None:
 
 def test_no_batched_lapack_calls() -> None:
     """Batched CPU LAPACK kernels deadlock jaxlib 0.10's intra-op pool when several run at once (reproduced on 2
-    cores, see dmft/spectra/_linalg.py): every LAPACK call in the vmapped spectra programs must be unbatched."""
+    cores, see solvers/linalg.py): every LAPACK call in the vmapped spectra programs must be unbatched."""
     T = 6
     g, c = Grams(*(jnp.eye(T),) * 6), jnp.eye(T)
     programs = [

@@ -510,10 +510,13 @@ def to_dataset(sol: dict[str, Array], cfg: Config, full: bool = True) -> xr.Data
         valid = np.arange(T) < int(sol["divergence_step"])
         ds["outlier_sv"] = (("layer", "t", "k"), np.where(valid[None, :, None], sol["outlier_sv"], np.nan))
         ds["outlier_sv"].attrs.update(
-            long_name="outlier singular values of M^layer after t steps (NaN: no outlier)",
+            long_name="outlier singular values of M^layer after t steps (NaN: no outlier, or not evaluated)",
             note="M⁰ = W⁰/√D, M^ℓ = W^ℓ/√N; level 2 of the two-level DMFT")
         ds["bulk_edge"] = ("layer", sol["bulk_edge"])
         ds["n_outliers"] = (("layer", "t"), sol["n_outliers"])
+        ds["n_outliers"].attrs["note"] = "−1 at steps where level 2 was not evaluated"
+        ds["outlier_evaluated"] = ("t", sol["outlier_evaluated"])
+        ds["outlier_evaluated"].attrs["note"] = "steps at which level 2 was evaluated (solver.outlier_every)"
         born = np.isfinite(ds["outlier_sv"].values)
         first = np.where(born.any(axis=1), born.argmax(axis=1), -1)
         ds["escape_step"] = (("layer", "k"), first)
@@ -533,22 +536,35 @@ def to_dataset(sol: dict[str, Array], cfg: Config, full: bool = True) -> xr.Data
     return ds
 
 
-def _level2(sol: dict[str, Array], p: DeepLinearParams, depth: int, k_max: int) -> dict[str, Array]:
-    """Outliers of every weight matrix at every step (spectra.md), stacked over layers."""
+def _level2(sol: dict[str, Array], p: DeepLinearParams, depth: int, k_max: int, steps: np.ndarray) -> dict[str, Array]:
+    """Outliers of every weight matrix at the given steps (spectra.md), stacked over layers and scattered onto
+    t = 0..T−1 (NaN, n_outliers = −1 and ``outlier_evaluated`` False at the other steps)."""
     from .deep_linear_spectra import layer_outliers
 
-    outs = [layer_outliers(sol, p, layer, depth, k_max) for layer in range(depth)]
+    T = sol["test_loss"].shape[-1]
+    outs = [layer_outliers(sol, p, layer, depth, k_max, steps) for layer in range(depth)]
+    sv = jnp.full((depth, T, k_max), jnp.nan).at[:, steps].set(jnp.stack([o.sv for o in outs]))
+    n_out = jnp.full((depth, T), -1).at[:, steps].set(jnp.stack([o.n_outliers for o in outs]))
     return {
-        "outlier_sv": jnp.stack([o.sv for o in outs]),
+        "outlier_sv": sv,
+        "outlier_evaluated": jnp.zeros(T, dtype=bool).at[steps].set(True),
         "bulk_edge": jnp.stack([o.edge[0] for o in outs]),
-        "n_outliers": jnp.stack([o.n_outliers for o in outs]),
+        "n_outliers": n_out,
         "outliers_converged": jnp.stack([jnp.all(o.converged) for o in outs]),
         "gram_consistency": jnp.stack([jnp.nanmax(o.consistency) for o in outs]),
     }
 
 
+def _level2_steps(cfg: Config) -> np.ndarray:
+    """Level-2 steps from ``solver.outlier_every``, including the steps at which the twin records spectra."""
+    from ..simulate.deep_linear import spec_from_config, spectrum_steps
+    from .deep_linear_spectra import level2_steps
+
+    return level2_steps(cfg.optim.steps, cfg.solver.outlier_every, spectrum_steps(spec_from_config(cfg)))
+
+
 def _wants_level2(cfg: Config) -> bool:
-    return cfg.solver.outliers and cfg.optim.batch_ratio is None
+    return cfg.solver.outliers
 
 
 def solve_config(cfg: Config) -> xr.Dataset:
@@ -562,7 +578,7 @@ def solve_config(cfg: Config) -> xr.Dataset:
         divergence_threshold=cfg.solver.divergence_threshold,
     )
     if _wants_level2(cfg):
-        sol.update(_level2(sol, p, cfg.model.depth, cfg.solver.max_outliers))
+        sol.update(_level2(sol, p, cfg.model.depth, cfg.solver.max_outliers, _level2_steps(cfg)))
     return to_dataset(sol, cfg)
 
 
@@ -575,11 +591,12 @@ def solve_batch(cfgs: list[Config]) -> list[xr.Dataset]:
     stacked = DeepLinearParams(*(jnp.stack(x) for x in zip(*(params_from_config(c) for c in cfgs), strict=True)))
     thresholds = jnp.asarray([c.solver.divergence_threshold for c in cfgs])
     level2 = _wants_level2(first) and all(_wants_level2(c) for c in cfgs)
+    steps2 = _level2_steps(first) if level2 else None
 
     def one(p: DeepLinearParams, th: Array) -> dict[str, Array]:
         sol = solve(p, first.optim.steps, first.model.depth, sgd, th)
         if level2:
-            sol.update(_level2(sol, p, first.model.depth, first.solver.max_outliers))
+            sol.update(_level2(sol, p, first.model.depth, first.solver.max_outliers, steps2))
         return sol
 
     sols = jax.vmap(one)(stacked, thresholds)

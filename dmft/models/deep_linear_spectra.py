@@ -26,13 +26,25 @@ returned as a diagnostic.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ..spectra.outliers import Grams, Outliers, outliers_over_time
 from .deep_linear import DeepLinearParams
 
-__all__ = ["layer_grams", "bulk_edge", "aspect_ratio", "layer_outliers", "consistency_residual"]
+__all__ = [
+    "layer_grams",
+    "bulk_edge",
+    "aspect_ratio",
+    "layer_outliers",
+    "consistency_residual",
+    "level2_steps",
+]
 
 
 def bulk_edge(p: DeepLinearParams, layer: int) -> Float[Array, ""]:
@@ -87,19 +99,61 @@ def layer_grams(sol: dict[str, Array], p: DeepLinearParams, layer: int, depth: i
     b_hj1 = B1 @ (HJ @ ones)
     hj1 = HJ @ ones
     alpha = p.alpha
-    ZZ = ((eye - E) @ (nu * sig2 * cg1) @ (eye - E).T + B1 @ Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
-          + p.teacher_variance * jnp.outer(b_hj1, b_hj1))
-    PZ = (-(HJ / (p.gamma0 * nu)) @ (nu * sig2 * cg1) @ (eye - E).T + Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
-          + p.teacher_variance * jnp.outer(hj1, b_hj1))
+    ZZ = (
+        (eye - E) @ (nu * sig2 * cg1) @ (eye - E).T
+        + B1 @ Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
+        + p.teacher_variance * jnp.outer(b_hj1, b_hj1)
+    )
+    PZ = (
+        -(HJ / (p.gamma0 * nu)) @ (nu * sig2 * cg1) @ (eye - E).T
+        + Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
+        + p.teacher_variance * jnp.outer(hj1, b_hj1)
+    )
     return Grams(nu * GG, nu * GY, nu * YY, sol["Cq"], PZ, ZZ), strength * eye
 
 
+def level2_steps(steps: int, every: int | None = None, extra: Sequence[int] = ()) -> np.ndarray:
+    """Steps at which level 2 is evaluated: 0, k, 2k, …, the last step T − 1 and ``extra`` (sorted, unique).
+
+    Default k: 1 up to T = 64, else ⌈T/64⌉ (about 64 evaluations; the cost of one grows as t³, see
+    :func:`layer_outliers`).
+    """
+    k = every or max(1, math.ceil(steps / 64))
+    pts = np.concatenate([np.arange(0, steps, k), [steps - 1], np.asarray(extra, dtype=int)])
+    return np.unique(pts[(pts >= 0) & (pts < steps)])
+
+
+def _block_size(t: int, steps: int) -> int:
+    """Leading block that holds the spikes s < t: the next power of two ≥ t (at least 8), capped at T."""
+    return min(steps, max(8, 1 << max(0, t - 1).bit_length()))
+
+
 def layer_outliers(
-    sol: dict[str, Array], p: DeepLinearParams, layer: int, depth: int, k_max: int = 4
+    sol: dict[str, Array],
+    p: DeepLinearParams,
+    layer: int,
+    depth: int,
+    k_max: int = 4,
+    steps: Sequence[int] | None = None,
 ) -> Outliers:
-    """Outlier singular values of weight matrix ``layer`` after t steps, for every t (leading axis)."""
+    """Outlier singular values of weight matrix ``layer`` after t steps, for each t in ``steps`` (default: all).
+
+    The state after t steps involves only the [0, t)² blocks of the Grams, so the steps are grouped by the
+    power-of-two block that holds them and each group is solved on that block: the cost of a step grows as
+    t³ instead of T³ (one compile per block size).
+    """
     grams, c = layer_grams(sol, p, layer, depth)
-    return outliers_over_time(grams, c, aspect_ratio(p, layer), p.sigma, k_max=k_max)
+    T = c.shape[-1]
+    steps = np.arange(T) if steps is None else np.asarray(steps, dtype=int)
+    sizes = np.array([_block_size(int(t), T) for t in steps])
+    parts, order = [], []
+    for b in np.unique(sizes):
+        pick = np.flatnonzero(sizes == b)
+        block = Grams(*(g[:b, :b] for g in grams))
+        parts.append(outliers_over_time(block, c[:b, :b], aspect_ratio(p, layer), p.sigma, steps[pick], k_max=k_max))
+        order.append(pick)
+    inverse = np.argsort(np.concatenate(order))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[inverse], *parts)
 
 
 def consistency_residual(g: Grams) -> Float[Array, ""]:

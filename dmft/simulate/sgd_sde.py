@@ -30,6 +30,7 @@ import xarray as xr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 import dmft._jax  # noqa: F401  (float64 on)
+from solvers.linalg import svdvals
 
 from ..config import Config
 from ..models.sgd_sde import _phase, _tanh_net
@@ -143,7 +144,7 @@ def sgd_ensemble(
         )
         extra: dict[str, Array] = {}
         if drift != "noise":
-            extra["teacher_sv"] = jnp.linalg.svd(prob.w_star, compute_uv=False)
+            extra["teacher_sv"] = svdvals(prob.w_star)
         if drift == "phase_teacher":
             extra.update(
                 {

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 import dmft._jax  # noqa: F401  (float64 on)
+from solvers.linalg import eigvalsh
 
-from ._linalg import eigvalsh
 from .outliers import Grams
 
 __all__ = [

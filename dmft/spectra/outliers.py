@@ -40,9 +40,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 import dmft._jax  # noqa: F401  (float64 on)
+from solvers.linalg import eigh, slogdet, svdvals
 from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
 
-from ._linalg import eigh, slogdet, svdvals
 from .bulk import bulk_edge, resolvent_m1, resolvent_m2
 
 __all__ = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from solvers.linalg import svdvals
 from solvers.sde import euler_maruyama
 
 from ._problem import Hyper, Problem, data_noise_variance, gradient, losses
@@ -31,7 +32,7 @@ def matrix_observables(drift: str, w: Float[Array, "m n"], prob: Problem, hyper:
     """What is recorded: ``sv`` (descending), ``sum_sq`` = |W|_F² = Σλ_i, and the losses of the drift
     model."""
     return {
-        "sv": jnp.linalg.svd(w, compute_uv=False),
+        "sv": svdvals(w),
         "sum_sq": jnp.sum(w**2),
         **losses(drift, w, prob, hyper.label_noise),
     }

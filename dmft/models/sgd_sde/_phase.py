@@ -35,6 +35,8 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy import special
 
+from solvers.linalg import eigh
+
 from . import _tanh_net
 
 __all__ = [
@@ -63,7 +65,7 @@ def phase_criterion(
     g = _tanh_net.per_sample_descent(w, test)  # (p, h, f)
     wg = jnp.einsum("ij,pkj->pik", w, g)
     dx = wg + jnp.swapaxes(wg, 1, 2)
-    _, u = jnp.linalg.eigh(w @ w.T)
+    _, u = eigh(w @ w.T)
     u = u[:, ::-1]  # descending eigenvalues
     rot = jnp.einsum("ai,pab,bj->pij", u, dx, u)
     k_tilde = jnp.mean(rot, axis=0)

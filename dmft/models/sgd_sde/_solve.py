@@ -19,6 +19,8 @@ import numpy as np
 import xarray as xr
 from jaxtyping import Array
 
+from solvers.linalg import svdvals
+
 from ...config import Config
 from . import _phase
 from ._dataset import build_dataset, check_config, hyper_values, record_schedule
@@ -86,8 +88,8 @@ def sde_ensemble(
         key = noise_key(seed, i, "sde")
         d0 = diffusion_coefficient(drift, prob.w0, prob, hyper)
         if level == "singular_values":
-            s0 = jnp.linalg.svd(prob.w0, compute_uv=False)
-            s_star = jnp.linalg.svd(prob.w_star, compute_uv=False) if drift == "teacher" else None
+            s0 = svdvals(prob.w0)
+            s_star = svdvals(prob.w_star) if drift == "teacher" else None
             rec, _ = integrate_sv_sde(
                 key,
                 s0,
@@ -116,7 +118,7 @@ def sde_ensemble(
         )
         extra: dict[str, Array] = {}
         if drift != "noise":
-            extra["teacher_sv"] = jnp.linalg.svd(prob.w_star, compute_uv=False)
+            extra["teacher_sv"] = svdvals(prob.w_star)
         if drift == "phase_teacher":
             theta = hyper.lr / hyper.batch_size
             extra.update(
