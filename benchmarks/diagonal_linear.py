@@ -7,6 +7,8 @@
 run of the same one-pass algorithm, speed-up.
 3. The same against the damped Picard iteration written as first described in the theory (θ = 0.5 until
    max|ΔC| < 1e-4, NumPy), whose every iteration costs about one causal pass.
+5. Roofline: the machine's streaming read bandwidth against the rate of the NumPy baseline's per-step history
+   contraction, and the resulting ceiling on any exact-tangent implementation's speed-up on this machine.
 4. Monte Carlo error against S: the spread of the final losses over independent solver seeds, the replica
    estimate the solver reports (``test_loss_mcse``), and the shift of the seed mean (finite-S bias).
 The problem is the shipped main config (configs/diagonal_linear.toml: a = 0.1, sparse teacher, α = 0.5) at lr
@@ -134,6 +136,21 @@ def mc_error(S_list: list[int], T: int, seeds: int, replicas: int) -> list[dict]
     return rows
 
 
+def roofline(S: int = 2000, T: int = 100) -> dict:
+    """Exact tangents must read the whole tangent history X[r, i, s] (r ≤ t, s ≤ r) at every step t: both
+    implementations are bound by memory bandwidth. The NumPy baseline reads the dense T × S × T array per step;
+    the best possible reads the nonzero sixth. Ceiling on the speed-up = 6 × (peak read rate) / (NumPy's rate)."""
+    a = np.random.default_rng(0).random(T * S * T)
+    x, h = a.reshape(T, S, T), np.random.default_rng(1).random(T)
+    gb = a.nbytes / 1e9
+    peak = gb / _best(lambda: a.sum(), 3)
+    contraction = gb / _best(lambda: np.tensordot(h, x, axes=1), 3)
+    out = {"read_GBps": peak, "numpy_contraction_GBps": contraction, "ceiling": 6 * peak / contraction}
+    print(f"roofline: read {peak:.1f} GB/s, NumPy history contraction {contraction:.1f} GB/s, "
+          f"ceiling on the speed-up over the NumPy baseline {out['ceiling']:.1f}x")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -146,7 +163,7 @@ def main() -> None:
         "backend": jax.default_backend(),
     }
     print(info)
-    res: dict = {"info": info, "agreement": agreement()}
+    res: dict = {"info": info, "agreement": agreement(), "roofline": roofline()}
     Ts = [25, 50, 100] if args.quick else [25, 50, 100, 150, 200]
     res["time_vs_T"] = [timing(2000, T, numpy_too=T <= 150) for T in Ts]
     Ss = [500, 2000] if args.quick else [500, 1000, 2000, 4000, 8000]
