@@ -3,6 +3,8 @@
 1. One spike problem of rank k (k×k Grams, determinant size 2k): compile time and run time of
    ``outlier_singular_values`` against k, and of the independent determinant scan for comparison.
 2. T×T level-1 Grams: ``outliers_over_time`` for every step t = 0..T−1 in one compiled loop, against T.
+3. Level 2 inside the deep-linear solve (``solver.outliers``, default step selection, leading-block solves): the
+   extra time over the level-1 solve against T and depth (second call, after compilation).
 
 The Grams come from synthetic adaptive spikes on a 400×400 Gaussian matrix (spectra.md §12 (i)); timings do not
 depend on where the Grams come from. Run: ``.venv/bin/python benchmarks/spectra.py [--quick]``.
@@ -73,6 +75,28 @@ def bench_steps(horizons: list[int], repeats: int) -> None:
         print(f"{horizon:>4} {first:>14.2f} {run * 1e3:>9.1f} {run * 1e3 / horizon:>10.2f} {n_last:>16}")
 
 
+def bench_deep_linear(horizons: list[int], depths: list[int]) -> None:
+    import dmft
+    from dmft.models import deep_linear as dl
+
+    print("\nlevel 2 in the deep-linear solve (configs/deep_linear_mup.toml, default level-2 steps)")
+    print(f"{'depth':>5} {'T':>5} {'steps':>6} {'level 1 s':>10} {'level 1+2 s':>12} {'level 2 ms / step':>18}")
+    for depth in depths:
+        for horizon in horizons:
+            cfg = dmft.load_config("configs/deep_linear_mup.toml", overrides={
+                "optim.steps": horizon, "model.depth": depth, "solver.outliers": False})
+            on = cfg.replace({"solver.outliers": True})
+            times = []
+            for c in (cfg, on):
+                dl.solve_config(c)  # compile
+                t0 = time.perf_counter()
+                ds = dl.solve_config(c.replace({"optim.lr": c.optim.lr * 1.01}))
+                times.append(time.perf_counter() - t0)
+            n = int(ds.outlier_evaluated.sum())
+            print(f"{depth:>5} {horizon:>5} {n:>6} {times[0]:>10.2f} {times[1]:>12.2f} "
+                  f"{(times[1] - times[0]) * 1e3 / (n * depth):>18.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
@@ -82,6 +106,7 @@ def main() -> None:
     horizons = [5, 10] if args.quick else [10, 20, 40, 80]
     bench_rank(ranks, repeats=5)
     bench_steps(horizons, repeats=3)
+    bench_deep_linear([40] if args.quick else [40, 100, 200, 400], [2] if args.quick else [2, 3])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,15 @@ Importing :mod:`dmft` is light: JAX and the solvers load on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
+import os
+
+# One OpenBLAS thread unless the user chose otherwise: jaxlib's CPU LAPACK kernels (SciPy's OpenBLAS) run many
+# small factorizations (level-2 root finding, twin spectra), and OpenBLAS threads competing with XLA's own pool made
+# them up to ~100× slower on a 2-core machine (T = 200 level 2: 96 s -> 12 s). Effective for BLAS libraries loaded
+# after `import dmft`; set OPENBLAS_NUM_THREADS yourself to override.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from importlib import import_module  # noqa: E402
 from typing import Any
 
 from .config import Config as Config

@@ -3,6 +3,7 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see dmft/__init__.py
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -160,9 +160,23 @@ def _make_data(key: PRNGKeyArray, n: int, beta_star: Array, spec: TwinSpec) -> t
     return x, y
 
 
-@partial(jax.jit, static_argnames=("spec",))
+_HYPER = ("lr", "gamma0", "sigma", "sigma_readout", "noise", "teacher_variance")
+
+
 def train(key: PRNGKeyArray, spec: TwinSpec) -> dict[str, Array]:
-    """Train one network; returns ``train_loss``, ``test_loss`` (T,), ``spectrum`` (n_spec, L, N)."""
+    """Train one network; returns ``train_loss``, ``test_loss`` (T,), ``spectrum`` (n_spec, L, N).
+
+    Only the sizes in ``spec`` are compiled in: the hyperparameters (η, γ0, σ, σ_w, σ_ε, ρ*) are traced, so a
+    sweep over them at fixed sizes reuses one compiled program.
+    """
+    sizes = spec._replace(**{k: 0.0 for k in _HYPER})
+    hyper = jnp.asarray([getattr(spec, k) for k in _HYPER], dtype=float)
+    return _train(key, hyper, sizes)
+
+
+@partial(jax.jit, static_argnames=("sizes",))
+def _train(key: PRNGKeyArray, hyper: Float[Array, " 6"], sizes: TwinSpec) -> dict[str, Array]:
+    spec = sizes._replace(**{k: hyper[i] for i, k in enumerate(_HYPER)})
     k_teacher, k_net, k_data = jax.random.split(key, 3)
     beta_star = jax.random.normal(k_teacher, (spec.dim,))
     beta_star = beta_star * jnp.sqrt(spec.teacher_variance * spec.dim) / jnp.linalg.norm(beta_star)
