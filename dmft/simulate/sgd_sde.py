@@ -30,13 +30,12 @@ import xarray as xr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 import dmft._jax  # noqa: F401  (float64 on)
-from solvers.linalg import svdvals
 
 from ..config import Config
 from ..models.sgd_sde import _phase, _tanh_net
 from ..models.sgd_sde._dataset import build_dataset, check_config, hyper_values, record_schedule
 from ..models.sgd_sde._matrix import diffusion_coefficient, matrix_observables
-from ..models.sgd_sde._problem import Hyper, Problem, make_problem, noise_key, normals, problem_key
+from ..models.sgd_sde._problem import Hyper, Problem, hyper_from_values, member_problem, noise_key, normals
 
 __all__ = ["simulate_config", "sgd_step", "run_sgd", "sgd_ensemble"]
 
@@ -121,18 +120,10 @@ def sgd_ensemble(
 ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
     """SGD runs for instance ``indices`` (vmapped). Returns ``(records, diffusion0, extra)`` like the
     SDE's."""
-    hyper = Hyper(
-        values["lr"],
-        values["batch_size"],
-        values["grad_noise"],
-        values["weight_decay"],
-        values["label_noise"],
-    )
+    hyper = hyper_from_values(values)
 
     def one(i: Array) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        prob = make_problem(
-            problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"], samples
-        )
+        prob = member_problem(values, seed, i, drift=drift, rows=rows, cols=cols, samples=samples)
         rec, w_final = run_sgd(
             noise_key(seed, i, "sgd"),
             prob,
@@ -142,20 +133,8 @@ def sgd_ensemble(
             n_records=n_records,
             record_every=record_every,
         )
-        extra: dict[str, Array] = {}
-        if drift != "noise":
-            extra["teacher_sv"] = svdvals(prob.w_star)
-        if drift == "phase_teacher":
-            extra.update(
-                {
-                    **_phase.phase_criterion(
-                        w_final, prob.test, hyper.lr / hyper.batch_size, values["sigma"]
-                    ),
-                    **_phase.phase_observables(prob.w0, w_final, prob.test),
-                }
-            )
-            extra.pop("mean_spacing")
-        return rec, diffusion_coefficient(drift, prob.w0, prob, hyper), extra
+        final = _phase.final_observables(drift, prob, w_final, hyper, values["sigma"])
+        return rec, diffusion_coefficient(drift, prob.w0, prob, hyper), final
 
     return jax.vmap(one)(indices)
 

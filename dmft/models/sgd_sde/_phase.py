@@ -35,9 +35,10 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy import special
 
-from solvers.linalg import eigh
+from solvers.linalg import eigh, svdvals
 
 from . import _tanh_net
+from ._problem import Hyper, Problem
 
 __all__ = [
     "PHASES",
@@ -149,3 +150,23 @@ def jammed_boundary() -> dict[str, float]:
     """1/σ_W of the jammed/ordered line: ``soft_spin`` = √(2c) (σ_z² = ½ with σ_z² = cσ_W²); ``naive`` =
     √2."""
     return {"soft_spin": math.sqrt(2 * preactivation_factor()), "naive": math.sqrt(2.0)}
+
+
+def final_observables(
+    drift: str, prob: Problem, w_final: Float[Array, "h f"], hyper: Hyper, sigma_w: Array | float
+) -> dict[str, Array]:
+    """What SDE members and SGD runs report about their final weights: the teacher's singular values (teacher
+    drifts) and, for ``phase_teacher``, the phase criterion and observables at θ = η/B."""
+    extra: dict[str, Array] = {}
+    if drift != "noise":
+        extra["teacher_sv"] = svdvals(prob.w_star)
+    if drift == "phase_teacher":
+        theta = hyper.lr / hyper.batch_size
+        extra.update(
+            {
+                **phase_criterion(w_final, prob.test, theta, sigma_w),
+                **phase_observables(prob.w0, w_final, prob.test),
+            }
+        )
+        extra.pop("mean_spacing")
+    return extra

@@ -70,6 +70,22 @@ class Hyper(NamedTuple):
     label_noise: Float[Array, ""] | float = 0.0  # σ_ε (teacher)
 
 
+def hyper_from_values(values: dict[str, Array]) -> Hyper:
+    """The :class:`Hyper` of the swept scalars of :func:`._dataset.hyper_values`."""
+    return Hyper(
+        values["lr"], values["batch_size"], values["grad_noise"], values["weight_decay"], values["label_noise"]
+    )
+
+
+def member_problem(
+    values: dict[str, Array], seed: int, index: int | Array, *, drift: str, rows: int, cols: int, samples: int
+) -> Problem:
+    """Instance ``index`` (SDE member or SGD seed: the same draw for both)."""
+    return make_problem(
+        problem_key(seed, index), drift, rows, cols, values["sigma"], values["teacher_variance"], samples
+    )
+
+
 def problem_key(seed: int, index: int | Array) -> PRNGKeyArray:
     """Key of instance ``index`` (shared by SDE member and SGD seed ``index``)."""
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), index), 0)

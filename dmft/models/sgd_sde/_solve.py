@@ -25,7 +25,7 @@ from ...config import Config
 from . import _phase
 from ._dataset import build_dataset, check_config, hyper_values, record_schedule
 from ._matrix import diffusion_coefficient, integrate_matrix_sde
-from ._problem import Hyper, make_problem, noise_key, problem_key
+from ._problem import hyper_from_values, member_problem, noise_key
 from ._singular import integrate_sv_sde
 
 __all__ = ["solve_config", "solve_batch", "sde_ensemble"]
@@ -73,18 +73,10 @@ def sde_ensemble(
     Returns ``(records, diffusion0, extra)``: records with leading axes (member, record); 𝒟 at W(0) per
     member; for ``phase_teacher`` the criterion and observables at the final weights (else empty).
     """
-    hyper = Hyper(
-        values["lr"],
-        values["batch_size"],
-        values["grad_noise"],
-        values["weight_decay"],
-        values["label_noise"],
-    )
+    hyper = hyper_from_values(values)
 
     def member(i: Array) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        prob = make_problem(
-            problem_key(seed, i), drift, rows, cols, values["sigma"], values["teacher_variance"], samples
-        )
+        prob = member_problem(values, seed, i, drift=drift, rows=rows, cols=cols, samples=samples)
         key = noise_key(seed, i, "sde")
         d0 = diffusion_coefficient(drift, prob.w0, prob, hyper)
         if level == "singular_values":
@@ -116,19 +108,7 @@ def sde_ensemble(
             substeps=substeps,
             noise_model=noise_model,
         )
-        extra: dict[str, Array] = {}
-        if drift != "noise":
-            extra["teacher_sv"] = svdvals(prob.w_star)
-        if drift == "phase_teacher":
-            theta = hyper.lr / hyper.batch_size
-            extra.update(
-                {
-                    **_phase.phase_criterion(w_final, prob.test, theta, values["sigma"]),
-                    **_phase.phase_observables(prob.w0, w_final, prob.test),
-                }
-            )
-            extra.pop("mean_spacing")
-        return rec, d0, extra
+        return rec, d0, _phase.final_observables(drift, prob, w_final, hyper, values["sigma"])
 
     return jax.vmap(member)(jnp.arange(ensemble))
 
