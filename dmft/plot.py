@@ -43,8 +43,7 @@ def loss_figure(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None,
         if theory is not None and name in theory:
             ax.plot(theory["t"].values, theory[name].values, "-", color="C0", label="DMFT")
         if sim is not None and name in sim:
-            dim = sim.attrs.get("dim")
-            _band(ax, sim["t"].values, sim[name], "C1", f"twin (D={dim}, {sim.sizes['seed']} seeds)")
+            _band(ax, sim["t"].values, sim[name], "C1", f"twin ({twin_size(sim)}, {sim.sizes['seed']} seeds)")
         ax.set_xlabel("step t")
         ax.set_title(name.replace("_", " "))
         if logy:
@@ -257,6 +256,13 @@ def sweep_loss_figure(grid: xr.Dataset, name: str = "test_loss") -> Any:
     return fig
 
 
+def twin_size(sim: xr.Dataset) -> str:
+    """"D=…" (proportional families, input dimension) or "N=…" (mean field, hidden width) of a twin Dataset."""
+    if sim.attrs.get("width") is not None and sim.attrs.get("dim") in (None, -1):
+        return f"N={sim.attrs['width']}"
+    return f"D={sim.attrs.get('dim')}"
+
+
 def merge_compare(theory: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     """One Dataset holding theory (names unchanged) and twin (names prefixed ``sim_``), for a single file."""
     renamed = sim.rename({v: SIM_PREFIX + v for v in sim.data_vars})
@@ -264,6 +270,8 @@ def merge_compare(theory: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     out.attrs = dict(theory.attrs)
     out.attrs["kind"] = "compare"
     out.attrs["sim_dim"] = sim.attrs.get("dim", -1)
+    if "width" in sim.attrs:
+        out.attrs["sim_width"] = sim.attrs["width"]
     return out
 
 
@@ -276,6 +284,8 @@ def split_compare(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     sim = ds[sim_vars].rename({v: v[len(SIM_PREFIX):] for v in sim_vars})
     sim.attrs = dict(ds.attrs)
     sim.attrs["dim"] = ds.attrs.get("sim_dim")
+    if "sim_width" in ds.attrs:
+        sim.attrs["width"] = ds.attrs["sim_width"]
     return theory, sim
 
 

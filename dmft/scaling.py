@@ -12,7 +12,10 @@ import math
 import jax.numpy as jnp
 from jaxtyping import ArrayLike
 
-__all__ = ["effective_gamma0", "applied_lr", "readout_multiplier", "PARAMETERIZATIONS", "parameterization_code"]
+__all__ = [
+    "effective_gamma0", "mean_field_gamma0", "applied_lr", "readout_multiplier", "PARAMETERIZATIONS",
+    "parameterization_code",
+]
 
 PARAMETERIZATIONS = ("mup", "ntk")
 
@@ -32,6 +35,18 @@ def effective_gamma0(gamma0: ArrayLike, width_ratio: ArrayLike, ntk: ArrayLike) 
     if all(isinstance(x, int | float) for x in (gamma0, width_ratio, ntk)):
         return gamma0 / math.sqrt(width_ratio) if ntk else gamma0
     return gamma0 * jnp.where(ntk > 0.5, 1.0 / jnp.sqrt(width_ratio), 1.0)
+
+
+def mean_field_gamma0(gamma0: ArrayLike, width: ArrayLike, ntk: ArrayLike) -> ArrayLike:
+    """γ0 of the mean-field family (finite data, width N): γ0 under μP, γ̃0/√N under NTK (conventions.md §4).
+
+    The NTK theory at the twin's width N uses this γ0; as N → ∞ it tends to the lazy (static-NTK) limit.
+    """
+    if isinstance(ntk, str):
+        ntk = parameterization_code(ntk)
+    if all(isinstance(x, int | float) for x in (gamma0, width, ntk)):
+        return gamma0 / math.sqrt(width) if ntk else gamma0
+    return gamma0 * jnp.where(ntk > 0.5, 1.0 / jnp.sqrt(width), 1.0)
 
 
 def applied_lr(lr: ArrayLike, gamma0_eff: ArrayLike, width: ArrayLike) -> ArrayLike:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Float
 
-__all__ = ["eigh", "eigvalsh", "svdvals", "slogdet"]
+__all__ = ["eigh", "eigvalsh", "svdvals", "slogdet", "cholesky"]
 
 
 def _sequential_under_vmap(fn: Callable[[Array], Any]) -> Callable[[Array], Any]:
@@ -64,3 +64,9 @@ def slogdet(a: Float[Array, "k k"]) -> tuple[Float[Array, ""], Float[Array, ""]]
     """(sign, log|det|)."""
     sign, logabs = jnp.linalg.slogdet(a)
     return sign, logabs
+
+
+@_sequential_under_vmap
+def cholesky(a: Float[Array, "k k"]) -> Float[Array, "k k"]:
+    """Lower Cholesky factor of a symmetric positive-definite matrix."""
+    return jnp.linalg.cholesky(a)
