@@ -123,7 +123,7 @@ def solve_arrays(cfg: Config) -> tuple[MeanFieldSolution, dict, MeanFieldData, P
             kx, data.y_train, activation=m.activation, key=jax.random.key(s.seed), steps=o.steps,
             samples=s.samples, iterations=s.iterations, damping=s.damping, response_damping=s.response_damping,
             response=s.response, output=s.output, tol=s.tol, y_test=data.y_test,
-            divergence_threshold=s.divergence_threshold, **hyper,
+            divergence_threshold=s.divergence_threshold, two_time=bool(s.outliers and m.depth > 1), **hyper,
         )
         if s.outliers and m.depth > 1:
             level2 = _monte_carlo_level2(sol, kx, data, cfg, g0)
@@ -147,7 +147,7 @@ def _linear_level2(st, cfg: Config, g0: float, n_train: int) -> dict:
 
 
 def _monte_carlo_level2(sol: MeanFieldSolution, kx, data: MeanFieldData, cfg: Config, g0: float) -> dict:
-    from ._monte_carlo import monte_carlo_grams
+    from ._monte_carlo import MC_GRAM_THRESHOLD, monte_carlo_grams
     from ._spectra import hidden_layer_outliers
 
     m, s = cfg.model, cfg.solver
@@ -156,7 +156,7 @@ def _monte_carlo_level2(sol: MeanFieldSolution, kx, data: MeanFieldData, cfg: Co
                            sigma_w=m.sigma_readout, lr=cfg.optim.lr, key=jax.random.key(s.seed + 1),
                            samples=s.samples, steps_at=steps)
     outs = [hidden_layer_outliers(jax.tree.map(lambda a, i=i: a[i], mg.grams), mg.c, sigma=m.sigma,
-                                  k_max=s.max_outliers) for i in range(m.depth - 1)]
+                                  k_max=s.max_outliers, threshold=MC_GRAM_THRESHOLD) for i in range(m.depth - 1)]
     cons = [float(jnp.max(mg.consistency[i])) for i in range(m.depth - 1)]
     return _stack_level2(outs, cons, steps)
 
