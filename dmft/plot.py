@@ -88,7 +88,7 @@ def spectrum_figure(sim: xr.Dataset, bulk: dict[int, Any] | None = None, outlier
     return fig
 
 
-def _evaluated_steps(out: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
+def evaluated_steps(out: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
     """Keep the steps at which level 2 was evaluated (``outlier_evaluated``), so lines join across the others."""
     if "outlier_evaluated" not in ds:
         return out
@@ -106,7 +106,7 @@ def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None,
     fig, axes = plt.subplots(1, len(layers), figsize=(3.8 * len(layers), 3.4), squeeze=False)
     for ax, layer in zip(axes[0], layers, strict=True):
         if theory is not None and "outlier_sv" in theory:
-            out = _evaluated_steps(theory["outlier_sv"].sel(layer=layer), theory)
+            out = evaluated_steps(theory["outlier_sv"].sel(layer=layer), theory)
             for k in out["k"].values:
                 label = "DMFT outliers" if k == 0 else None
                 ax.plot(out["t"].values, out.sel(k=k).values, "C0-", lw=1.5, label=label)
@@ -169,7 +169,7 @@ def outliers_vs_width_figure(grid: xr.Dataset) -> Any:
             for i, nu in enumerate(widths):
                 color = cmap(i / max(1, len(widths) - 1))
                 pick = {**sel, "width_ratio": nu, "layer": layer}
-                out = _evaluated_steps(grid["outlier_sv"].sel(pick).isel(k=0), grid)
+                out = evaluated_steps(grid["outlier_sv"].sel(pick).isel(k=0), grid)
                 extra = [d for d in out.dims if d != "t"]
                 out = out.isel({d: 0 for d in extra})
                 ax.plot(out["t"].values, out.values, color=color, label=f"ν = {nu}")

@@ -29,7 +29,8 @@ cfg = dmft.load_config("configs/mean_field.toml", overrides={"simulate.width": 5
 theory, twin = dmft.compare(cfg)
 twin_loss = float(twin.train_loss.isel(t=-1).mean())
 print(f"final train loss: theory {float(theory.train_loss[-1]):.4f}, twin {twin_loss:.4f}")
-print("leading outlier of W^1/√N (theory):", np.round(theory.outlier_sv.sel(layer=1, k=0).values, 3))
+print("leading outlier of W^1/√N (theory):",
+      np.round(theory.outlier_sv.sel(layer=1, k=0, t=twin.t_spec).values, 3))
 print("top singular value of W^1/√N (twin):", np.round(twin.top_sv.sel(layer=1, k=0).mean("seed").values, 3))
 print("Gram consistency (ΦᵀZ = (GᵀY)ᵀ):", theory.gram_consistency.values)
 figs = figures(theory, twin)
@@ -70,7 +71,7 @@ for sigma in (0.5, 0.7, 0.9):
     row = []
     for g0 in (1.0, 3.0):
         ds = dmft.solve(cfg.replace({"model.sigma": sigma, "model.gamma0": g0}))
-        row.append(float(ds.outlier_sv.sel(layer=1, k=0).isel(t_sv=-1)))
+        row.append(float(ds.outlier_sv.sel(layer=1, k=0).where(ds.outlier_evaluated, drop=True).isel(t=-1)))
     print(f"σ = {sigma} (edge {2 * sigma:.1f}): leading outlier at γ0 = 1, 3:", np.round(row, 3))
 
 # %% [markdown]

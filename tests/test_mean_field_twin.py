@@ -108,7 +108,7 @@ def gaps(sim, th):
     loss = np.sqrt(np.mean((sim.train_loss.mean("seed").values / th.train_loss.values - 1) ** 2))
     ntk = np.abs(sim.ntk.mean("seed").values - th.ntk.values).max() / np.abs(th.ntk.values).max()
     phi = np.abs(sim.Phi_diag.mean("seed").values - th.Phi_diag.values).max() / np.abs(th.Phi_diag.values).max()
-    o = th.outlier_sv.isel(k=0, layer=0).values
+    o = th.outlier_sv.sel(t=sim.t_spec).isel(k=0, layer=0).values
     s = sim.top_sv.mean("seed").isel(k=0, layer=0).values
     born = np.isfinite(o)
     return {"loss": loss, "ntk": ntk, "phi": phi, "outlier": np.abs(s[born] - o[born]).max()}

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ...plot import evaluated_steps
+
 __all__ = ["figures", "sweep_figures"]
 
 
@@ -62,14 +64,14 @@ def outlier_figure(theory: xr.Dataset | None, sim: xr.Dataset | None) -> Any:
     for c, layer in enumerate(layers):
         ax = axes[0, c]
         if theory is not None and "outlier_sv" in theory:
-            sv = theory["outlier_sv"].sel(layer=layer)
+            sv = evaluated_steps(theory["outlier_sv"].sel(layer=layer), theory)
             for k in sv["k"].values:
-                ax.plot(sv["t_sv"], sv.sel(k=k), "-", color="C0", label="DMFT outliers" if k == 0 else None)
+                ax.plot(sv["t"], sv.sel(k=k), "-", color="C0", label="DMFT outliers" if k == 0 else None)
             ax.axhline(float(theory["bulk_edge"].sel(layer=layer)), color="k", lw=0.8, ls="--", label="bulk edge")
         if sim is not None and "top_sv" in sim:
             top = sim["top_sv"].sel(layer=layer)
             for k in top["k"].values:
-                _band(ax, top["t_sv"].values, top.sel(k=k), "C1", _twin_label(sim) if k == 0 else None)
+                _band(ax, top["t_spec"].values, top.sel(k=k), "C1", _twin_label(sim) if k == 0 else None)
         ax.set(xlabel="step t", ylabel="singular value", title=f"M^{layer} = W^{layer}/√N")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -134,14 +136,17 @@ def sweep_figures(grid: xr.Dataset) -> dict:
         da = grid[name].sel(layer=grid["layer"].values[0]).isel(k=0)
         if "seed" in da.dims:
             da = da.mean("seed")
+        time = "t_spec" if name.startswith("sim_") else "t"
+        if time == "t":
+            da = evaluated_steps(da, grid)
         panel = "parameterization" if "parameterization" in da.dims else None
         keys = list(da[panel].values) if panel else [None]
         fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=True):
             sub = da.sel({panel: key}) if panel else da
-            sub = sub.isel({d: 0 for d in sub.dims if d not in ("t_sv", axis)})
+            sub = sub.isel({d: 0 for d in sub.dims if d not in (time, axis)})
             for j, val in enumerate(sub[axis].values):
-                ax.plot(sub["t_sv"], sub.sel({axis: val}), "o-", ms=3, color=f"C{j % 10}", label=f"{axis}={val}")
+                ax.plot(sub[time], sub.sel({axis: val}), "o-", ms=3, color=f"C{j % 10}", label=f"{axis}={val}")
             what = "twin top singular value" if name.startswith("sim_") else "DMFT leading outlier"
             ax.set(xlabel="step t", ylabel="singular value", title=f"{what} of M^1" + (f" ({key})" if panel else ""))
             ax.legend(fontsize=7)

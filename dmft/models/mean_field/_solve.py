@@ -231,18 +231,32 @@ def theory_dataset(sol: MeanFieldSolution, level2: dict, cfg: Config, data: Mean
 
 
 def _add_level2(ds: xr.Dataset, lv: dict, cfg: Config) -> None:
-    L = cfg.model.depth
+    """Level 2 on the step axis ``t`` (as for every family): NaN and n_outliers = −1 at the steps where it was
+    not evaluated (``outlier_evaluated``); the evaluated steps are the twin's record steps ``t_spec``."""
+    L, T = cfg.model.depth, cfg.optim.steps
+    steps = np.asarray(lv["t_sv"], dtype=int)
+    k_max = lv["outlier_sv"].shape[-1]
     ds.coords["layer"] = np.arange(1, L)
-    ds.coords["t_sv"] = lv["t_sv"]
-    ds.coords["k"] = np.arange(lv["outlier_sv"].shape[-1])
-    sv = lv["outlier_sv"]
+    ds.coords["k"] = np.arange(k_max)
+    sv_steps = lv["outlier_sv"]
     if bool(ds["diverged"]):
-        sv = np.where((lv["t_sv"] > int(ds["divergence_step"]))[None, :, None], np.nan, sv)
-    ds["outlier_sv"] = (("layer", "t_sv", "k"), sv)
-    ds["outlier_sv"].attrs.update(long_name="outlier singular values of M^layer = W^layer/√N after t_sv steps",
-                                  note="NaN: no outlier; bulk edge 2σ")
+        sv_steps = np.where((steps > int(ds["divergence_step"]))[None, :, None], np.nan, sv_steps)
+    sv = np.full((L - 1, T, k_max), np.nan)
+    sv[:, steps] = sv_steps
+    n_out = np.full((L - 1, T), -1)
+    n_out[:, steps] = lv["n_outliers"]
+    evaluated = np.zeros(T, dtype=bool)
+    evaluated[steps] = True
+    ds["outlier_sv"] = (("layer", "t", "k"), sv)
+    ds["outlier_sv"].attrs.update(long_name="outlier singular values of M^layer = W^layer/√N after t steps",
+                                  note="NaN: no outlier, or not evaluated (outlier_evaluated); bulk edge 2σ")
+    ds["outlier_evaluated"] = ("t", evaluated)
     ds["bulk_edge"] = ("layer", lv["bulk_edge"])
-    ds["n_outliers"] = (("layer", "t_sv"), lv["n_outliers"])
+    ds["n_outliers"] = (("layer", "t"), n_out)
+    ds["n_outliers"].attrs["note"] = "−1 at steps where level 2 was not evaluated"
+    born = np.isfinite(sv)
+    ds["escape_step"] = (("layer", "k"), np.where(born.any(axis=1), born.argmax(axis=1), -1))
+    ds["escape_step"].attrs["note"] = "first evaluated step at which outlier k is above the bulk edge (−1: never)"
     ds["outliers_converged"] = ("layer", lv["outliers_converged"])
     ds["gram_consistency"] = ("layer", lv["gram_consistency"])
 
@@ -284,9 +298,9 @@ def twin_dataset(res: dict, cfg: Config, data: MeanFieldData, g0: float, pop: np
         ds["test_loss"] = (("seed", "t"), pop)
     if cfg.model.depth > 1 and res["top_sv"].shape[2] > 0:
         ds.coords["layer"] = np.arange(1, cfg.model.depth)
-        ds.coords["t_sv"] = res["t_sv"]
+        ds.coords["t_spec"] = res["t_sv"]
         ds.coords["k"] = np.arange(res["top_sv"].shape[-1])
-        ds["top_sv"] = (("seed", "t_sv", "layer", "k"), res["top_sv"])
+        ds["top_sv"] = (("seed", "t_spec", "layer", "k"), res["top_sv"])
         ds["top_sv"].attrs["long_name"] = "largest singular values of W^layer/√N (bulk edge 2σ)"
         ds["bulk_edge"] = ("layer", np.full(cfg.model.depth - 1, 2 * cfg.model.sigma))
     ds.attrs.update(width=cfg.simulate.width, n_train=P, n_test=Q, gamma0_effective=g0)
