@@ -72,8 +72,8 @@ def _summary(ds: Any, label: str) -> str:
     parts = [label]
     for name in ("train_loss", "test_loss"):
         if name in ds and "t" in ds[name].dims:
-            last = ds[name].isel(t=-1)
-            val = float(np.nanmean(last.values))
+            last = np.asarray(ds[name].isel(t=-1).values, dtype=float)
+            val = float(np.mean(last[np.isfinite(last)])) if np.isfinite(last).any() else float("nan")
             parts.append(f"final {name} {val:.4g}")
     if "diverged" in ds and bool(np.any(ds["diverged"].values)):
         parts.append("DIVERGED (see divergence_step)")

@@ -220,7 +220,13 @@ def theory_dataset(sol: MeanFieldSolution, level2: dict, cfg: Config, data: Mean
                     engine=_engine(cfg), output=cfg.solver.output)
     if level2:
         _add_level2(ds, level2, cfg)
-    if bool(sol.diverged):
+    if bool(sol.diverged) and _engine(cfg) == "monte_carlo" and not bool(sol.converged):
+        warnings.warn(
+            f"mean_field Monte Carlo DMFT did not converge in solver.iterations = {cfg.solver.iterations} (residual "
+            f"{float(sol.residual):.3g}) and its last iterate exceeds the divergence threshold at step "
+            f"{int(sol.divergence_step)}: either lr = {cfg.optim.lr} is past stability or the iteration needs more "
+            "iterations; outputs after that step are NaN and 'diverged' is set", RuntimeWarning, stacklevel=3)
+    elif bool(sol.diverged):
         warnings.warn(
             f"mean_field DMFT diverged at step {int(sol.divergence_step)} (lr = {cfg.optim.lr} is past stability): "
             "outputs after that step are NaN and 'diverged' is set", RuntimeWarning, stacklevel=3)
