@@ -80,8 +80,14 @@ def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def _key(default: Any, kind: str, doc: str, **rule: Any) -> Any:
+def key(default: Any, kind: str, doc: str, **rule: Any) -> Any:
+    """Declare a config key: a dataclass field carrying its type (``kind``: int, float, str, bool, int_list,
+    float_list), its meaning and its rule (``lo``, ``lo_open``, ``hi``, ``hi_open``, ``choices``, ``optional``,
+    ``vmappable``)."""
     return field(default=default, metadata={"spec": _Spec(kind, **rule), "doc": doc})
+
+
+_key = key
 
 
 @dataclass(frozen=True)
