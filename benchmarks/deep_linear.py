@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import dmft
-from dmft.models import deep_linear as dl
-from dmft.simulate import deep_linear as sdl
+from dmft.families import deep_linear as dl
+from dmft.families.deep_linear import twin as sdl
 
 
 def time_solver(T: int, depth: int) -> dict:

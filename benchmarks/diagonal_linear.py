@@ -29,7 +29,7 @@ import numpy as np
 
 import dmft
 import dmft.api
-from dmft.models import diagonal_linear as dl
+from dmft.families import diagonal_linear as dl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from diagonal_linear_numpy import causal_solve_numpy, picard_solve_numpy  # noqa: E402

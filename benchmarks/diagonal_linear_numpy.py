@@ -1,5 +1,5 @@
 """Baseline for benchmarks/diagonal_linear.py: the same Monte Carlo scheme as
-:func:`dmft.models.diagonal_linear.causal_solve` (form "uv", exact tangents), written the straightforward way
+:func:`dmft.families.diagonal_linear.causal_solve` (form "uv", exact tangents), written the straightforward way
 in NumPy: a Python loop over time steps, arrays vectorised over samples and tangent directions, and the
 tangent history stored densely as X[r, i, s] = ∂β_i(r)/∂ρ(s) (T × S × T). Same inputs, same result to
 round-off."""

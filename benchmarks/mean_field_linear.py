@@ -2,11 +2,11 @@
 
     python benchmarks/mean_field_linear.py [--quick] [--out benchmarks/out/mean_field_linear.json]
 
-Closed form (:func:`dmft.models.mean_field.march_linear`, the marched reduced system, O(L T³ M) flops): compile
+Closed form (:func:`dmft.families.mean_field.march_linear`, the marched reduced system, O(L T³ M) flops): compile
 time and solve time after compilation (best of 3) against T, P (M = P, no test points) and depth L, with the target
 case L = 5, T = 100, P = 20; plus the optional pieces: the dense residual check (:func:`global_residual`), the full
 two-time objects (O(L T³ M²)) and the level-2 outliers of every hidden matrix at 10 steps. Twin: wall time of
-:func:`dmft.simulate.mean_field.train_network` (4 seeds, T = 20, depth 3) at N = 256 … 4096.
+:func:`dmft.families.mean_field.twin.train_network` (4 seeds, T = 20, depth 3) at N = 256 … 4096.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dmft.models.mean_field import input_gram, linear_outliers, march_linear
-from dmft.models.mean_field._data import synthetic_dataset
-from dmft.models.mean_field._linear import full_two_time, global_residual
-from dmft.simulate.mean_field import train_network
+from dmft.families.mean_field import input_gram, linear_outliers, march_linear
+from dmft.families.mean_field._data import synthetic_dataset
+from dmft.families.mean_field._linear import full_two_time, global_residual
+from dmft.families.mean_field.twin import train_network
 
 
 def _best(fn, reps: int = 3) -> float:

@@ -1,4 +1,4 @@
-"""Benchmark of the mean-field Monte Carlo single-site solver (dmft/models/mean_field/_monte_carlo.py).
+"""Benchmark of the mean-field Monte Carlo single-site solver (dmft/families/mean_field/_monte_carlo.py).
 
     python benchmarks/mean_field_monte_carlo.py [--quick] [--out benchmarks/out/mean_field_monte_carlo.json]
 
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import dmft._jax  # noqa: F401
-from dmft.models.mean_field._monte_carlo import solve_monte_carlo
+from dmft.families.mean_field._monte_carlo import solve_monte_carlo
 
 ROOT = Path(__file__).resolve().parents[1]
 def problem(P: int, D: int = 10, seed: int = 0) -> tuple[jax.Array, jax.Array]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/sgd_sde_throughput.py [--steps 2000] [--shape 32 16]
 
-JAX: :func:`dmft.models.sgd_sde.sde_ensemble` (one compiled ``lax.scan`` over steps, ``vmap`` over members),
+JAX: :func:`dmft.families.sgd_sde.sde_ensemble` (one compiled ``lax.scan`` over steps, ``vmap`` over members),
 timed after compilation (compile time reported separately). NumPy baseline: the same Euler–Maruyama step
 (teacher drift, state-dependent isotropic noise, weight decay) for all members at once, in a Python loop over
 steps. Both record the singular values 10 times per run.
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dmft
-from dmft.models.sgd_sde import _dataset, _solve
+from dmft.families.sgd_sde import _dataset, _solve
 
 
 def _config(drift: str, level: str, rows: int, cols: int, ensemble: int, steps: int) -> dmft.Config:

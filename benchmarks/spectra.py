@@ -77,7 +77,7 @@ def bench_steps(horizons: list[int], repeats: int) -> None:
 
 def bench_deep_linear(horizons: list[int], depths: list[int]) -> None:
     import dmft
-    from dmft.models import deep_linear as dl
+    from dmft.families import deep_linear as dl
 
     print("\nlevel 2 in the deep-linear solve (configs/deep_linear_mup.toml, default level-2 steps)")
     print(f"{'depth':>5} {'T':>5} {'steps':>6} {'level 1 s':>10} {'level 1+2 s':>12} {'level 2 ms / step':>18}")

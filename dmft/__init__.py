@@ -11,15 +11,7 @@ Importing :mod:`dmft` is light: JAX and the solvers load on first use.
 
 from __future__ import annotations
 
-import os
-
-# One OpenBLAS thread unless the user chose otherwise: jaxlib's CPU LAPACK kernels (SciPy's OpenBLAS) run many
-# small factorizations (level-2 root finding, twin spectra), and OpenBLAS threads competing with XLA's own pool made
-# them up to ~100× slower on a 2-core machine (T = 200 level 2: 96 s -> 12 s). Effective for BLAS libraries loaded
-# after `import dmft`; set OPENBLAS_NUM_THREADS yourself to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from importlib import import_module  # noqa: E402
+from importlib import import_module
 from typing import Any
 
 from .config import Config as Config
@@ -30,14 +22,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "solve": "dmft.api",
-    "simulate": "dmft.simulate",  # a callable package: dmft.simulate(cfg) runs the twin
+    "simulate": "dmft.api",
     "sweep": "dmft.api",
     "compare": "dmft.api",
     "citation": "dmft.api",
     "save_dataset": "dmft.io",
     "load_dataset": "dmft.io",
     "config_of": "dmft.io",
-    "models": "dmft.models",
+    "families": "dmft.families",
     "spectra": "dmft.spectra",
     "scaling": "dmft.scaling",
     "plot": "dmft.plot",

@@ -1,10 +1,19 @@
-"""JAX set-up shared by every solver: float64 on, and a check that the installed JAX is not a known-bad one."""
+"""JAX set-up shared by every solver: a float64 context, a float64 check, and a refusal of known-bad JAX.
+
+Importing :mod:`dmft` (or any of its modules) changes no JAX flag and no environment variable of the user's
+process. The config-level API (:func:`dmft.solve`, :func:`dmft.simulate`, :func:`dmft.sweep`) runs inside
+:func:`float64`; the array-level solvers call :func:`require_x64`, which tells the user in one line how to turn
+float64 on when it is off.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import jax
 
-jax.config.update("jax_enable_x64", True)
+__all__ = ["float64", "require_x64", "check_jax_version"]
 
 # jax/jaxlib 0.10.2 silently miscompile a vmapped mat-vec followed by a reduction on CPU (jax-ml/jax#39103).
 _BAD_JAX = {"0.10.2"}
@@ -18,6 +27,22 @@ def check_jax_version() -> None:
         raise RuntimeError(
             f"jax/jaxlib {', '.join(sorted(bad))} returns wrong results on CPU (jax-ml/jax#39103); "
             "install jax>=0.10.1,!=0.10.2"
+        )
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """Run the enclosed JAX work in float64 (``jax.enable_x64``), restoring the user's setting afterwards."""
+    with jax.enable_x64(True):
+        yield
+
+
+def require_x64(where: str) -> None:
+    """Raise a one-line error if float64 is off (the solvers are float64 by design)."""
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"{where} needs float64: call jax.config.update('jax_enable_x64', True) before using the array-level "
+            "solvers (dmft.solve / dmft.simulate / dmft.sweep turn it on for their own work)"
         )
 
 

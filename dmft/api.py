@@ -11,8 +11,10 @@ from typing import Any
 import xarray as xr
 
 from .config import Config, ConfigError, is_vmappable
+from .families import get_family
+from .family import Family
 from .io import attach_config, config_to_toml, load_dataset, save_dataset
-from .models import family_module
+from .results import finalize
 
 __all__ = ["solve", "simulate", "compare", "sweep", "citation", "point_key"]
 
@@ -23,22 +25,26 @@ def _plain(cfg: Config) -> Config:
 
 def solve(cfg: Config) -> xr.Dataset:
     """The theory prediction for one config (its ``[sweep]`` table, if any, is ignored: see :func:`sweep`)."""
-    import dmft._jax  # noqa: F401  (float64 on)
+    from ._jax import float64
 
     cfg = _plain(cfg)
-    ds = family_module(cfg.model.family, "models").solve_config(cfg)
+    family = get_family(cfg.model.family)
+    with float64():
+        ds = family.solve(cfg)
     ds.attrs["kind"] = "theory"
-    return attach_config(ds, cfg)
+    return finalize(attach_config(ds, cfg), family.long_names)
 
 
 def simulate(cfg: Config, progress: bool = False) -> xr.Dataset:
     """The finite-width twin for one config: the theory's variables plus a ``seed`` dimension."""
-    import dmft._jax  # noqa: F401
+    from ._jax import float64
 
     cfg = _plain(cfg)
-    ds = family_module(cfg.model.family, "simulate").simulate_config(cfg, progress=progress)
+    family = get_family(cfg.model.family)
+    with float64():
+        ds = family.simulate(cfg, progress)
     ds.attrs["kind"] = "simulation"
-    return attach_config(ds, cfg)
+    return finalize(attach_config(ds, cfg), family.long_names)
 
 
 def compare(cfg: Config, progress: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
@@ -74,12 +80,13 @@ def _group_points(
     return list(groups.values())
 
 
-def _run_group(module: Any, kind: str, configs: list[Config]) -> list[xr.Dataset]:
-    if kind == "solve" and hasattr(module, "solve_batch") and len(configs) > 1:
-        return list(module.solve_batch(configs))
+def _run_group(family: Family, kind: str, configs: list[Config]) -> list[xr.Dataset]:
+    batch = family.solve_batch if kind == "solve" else family.simulate_batch
+    if batch is not None and len(configs) > 1:
+        return list(batch(configs))
     if kind == "solve":
-        return [module.solve_config(c) for c in configs]
-    return [module.simulate_config(c, progress=False) for c in configs]
+        return [family.solve(c) for c in configs]
+    return [family.simulate(c, False) for c in configs]
 
 
 EXECUTORS = ("local",)
@@ -100,7 +107,7 @@ def sweep(
     to ``out_dir/points/<hash>.nc`` and a re-run skips it, so an interrupted sweep resumes where it stopped.
     Returns one Dataset with one dimension per sweep axis.
     """
-    import dmft._jax  # noqa: F401
+    from ._jax import float64
 
     if kind not in ("solve", "simulate"):
         raise ConfigError(f"sweep kind = {kind!r}: must be 'solve' or 'simulate'")
@@ -108,7 +115,7 @@ def sweep(
         raise ConfigError(f"--executor = {executor!r}: must be one of {', '.join(EXECUTORS)}")
     if not cfg.sweep:
         raise ConfigError("sweep: the config has no [sweep] table; add lists, e.g. width_ratio = [1, 2, 4]")
-    module = family_module(cfg.model.family, "models" if kind == "solve" else "simulate")
+    family = get_family(cfg.model.family)
     axes = list(cfg.sweep_axes)
     points = list(cfg.grid())
     point_dir = Path(out_dir) / "points" if out_dir is not None else None
@@ -131,10 +138,11 @@ def sweep(
     index_of = {id(p): i for i, (_, p) in enumerate(points)}
     try:
         for group in _group_points(cfg, pending):
-            outs = _run_group(module, kind, [p for _, p in group])
+            with float64():
+                outs = _run_group(family, kind, [p for _, p in group])
             for (coords, point), ds in zip(group, outs, strict=True):
-                ds = attach_config(ds, point)
                 ds.attrs["kind"] = "theory" if kind == "solve" else "simulation"
+                ds = finalize(attach_config(ds, point), family.long_names)
                 if point_dir is not None:
                     save_dataset(ds, point_dir / f"{point_key(point, kind)}.nc", keep_previous=False)
                 results[index_of[id(point)]] = ds
@@ -188,18 +196,8 @@ _PAPERS = {
     "2507.12709": "Olsen et al. From SGD to spectra: Dyson Brownian motion of singular values (arXiv:2507.12709)",
     "2509.01349": "Park, Lucini, Aarts. Phase diagram and eigenvalue dynamics of SGD (arXiv:2509.01349)",
 }
-_FAMILY_PAPERS = {
-    "deep_linear": ["2502.02531", "2605.07870"],
-    "mean_field": ["2205.09653", "2605.07870"],
-    "diagonal_linear": ["2510.01930"],
-    "sgd_sde": ["2507.12709", "2509.01349"],
-}
-
-
 def citation(family: str | Config = "deep_linear") -> str:
     """The papers behind a model family (or a config's family), one per line."""
     if isinstance(family, Config):
         family = family.model.family
-    if family not in _FAMILY_PAPERS:
-        raise ConfigError(f"family = {family!r}: must be one of {', '.join(_FAMILY_PAPERS)}")
-    return "\n".join(_PAPERS[k] for k in _FAMILY_PAPERS[family])
+    return "\n".join(_PAPERS.get(k, f"arXiv:{k}") for k in get_family(family).papers)

@@ -1,13 +1,17 @@
 """Typed, frozen configuration: TOML files → dataclasses, validation, overrides, sweep grids.
 
-A config has the sections ``model``, ``data``, ``optim``, ``simulate``, ``solver`` and an optional ``sweep``
-table. Every key is declared once below with its type, default and allowed range; anything else is an error
-that names the key, the value and what is allowed (one line, :class:`ConfigError`).
+A config has the shared sections ``model``, ``data``, ``optim``, ``simulate``, ``solver``, optionally the
+family's own section ``[<family>]`` (declared by the family, see :class:`dmft.family.Family`) and an optional
+``sweep`` table. Every key is declared once with its type, default and allowed range, and each family declares
+which keys apply to it. Anything else — an unknown key, a key of another family (in a file, in ``--set`` or in
+``[sweep]``), a value out of range — is an error that names the key, the value and what is allowed (one line,
+:class:`ConfigError`, with a "did you mean" for typos). ``dmft keys [FAMILY]`` lists the keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import math
 import tomllib
@@ -27,10 +31,23 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "parse_override",
-    "FAMILIES",
+    "key",
+    "describe_keys",
+    "family_names",
 ]
 
-FAMILIES = ("deep_linear", "mean_field", "diagonal_linear", "sgd_sde")
+
+def family_names() -> tuple[str, ...]:
+    """The registered model families (from :mod:`dmft.families`)."""
+    from .families import names
+
+    return names()
+
+
+def _family(name: str) -> Any:
+    from .families import get_family
+
+    return get_family(name)
 
 
 class ConfigError(ValueError):
@@ -94,11 +111,11 @@ _key = key
 class ModelConfig:
     """The network (or matrix) being trained."""
 
-    family: str = _key("deep_linear", "str", "model family", choices=FAMILIES)
+    family: str = _key("deep_linear", "str", "model family (see `dmft keys`)")
     depth: int = _key(2, "int", "L: weight matrices before the readout", lo=1, hi=64)
     width_ratio: float = _key(2.0, "float", "ν = N/D", lo=0, lo_open=True, hi=1e6)
     parameterization: str = _key(
-        "mup", "str", "μP fixes γ0; NTK uses γ0/√ν", choices=("mup", "ntk"), vmappable=True
+        "mup", "str", "μP fixes γ0; NTK uses γ0/√ν (families with both)", choices=("mup", "ntk"), vmappable=True
     )
     gamma0: float = _key(1.0, "float", "output scale γ0 (μP) or γ̃0 (NTK)", lo=0, lo_open=True, vmappable=True)
     sigma: float = _key(1.0, "float", "σ: init std of hidden-weight entries", lo=0, lo_open=True, vmappable=True)
@@ -268,9 +285,11 @@ _SECTIONS: dict[str, type] = {
 
 @dataclass(frozen=True)
 class Config:
-    """A whole run: five sections and an optional sweep grid.
+    """A whole run: five shared sections, the family's own section (if it declares one) and a sweep grid.
 
-    ``sweep`` is a tuple of ``(dotted_key, values)`` pairs in the order given in the file.
+    ``family_options`` is the family's section (a frozen dataclass instance, or None); read it with
+    ``cfg.get("<family>.<key>")`` or ``cfg.options.<key>``. ``sweep`` is a tuple of ``(dotted_key, values)`` pairs
+    in the order given in the file.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -278,36 +297,54 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    family_options: Any = None
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     # ---- access -------------------------------------------------------------------------------------------
+    @property
+    def options(self) -> Any:
+        """The family's own section (a frozen dataclass), or None when the family declares none."""
+        return self.family_options
+
     def get(self, dotted: str) -> Any:
         section, name = _split(dotted)
-        return getattr(getattr(self, section), name)
+        if section in _SECTIONS:
+            return getattr(getattr(self, section), name)
+        if section == self.model.family and self.family_options is not None:
+            return getattr(self.family_options, name)
+        raise ConfigError(f"key {dotted!r}: no section [{section}] in a {self.model.family} config")
+
+    def applicable_keys(self) -> tuple[str, ...]:
+        """The dotted keys that apply to this config's family."""
+        return _family(self.model.family).all_keys
 
     def to_dict(self, include_sweep: bool = True) -> dict[str, dict[str, Any]]:
-        out = {s: dataclasses.asdict(getattr(self, s)) for s in _SECTIONS}
+        """The keys that apply to the family, by section (what ``load_config`` reads back unchanged)."""
+        allowed = set(self.applicable_keys())
+        out: dict[str, dict[str, Any]] = {}
+        for s in _SECTIONS:
+            table = {k: v for k, v in dataclasses.asdict(getattr(self, s)).items() if f"{s}.{k}" in allowed}
+            if table:
+                out[s] = table
+        if self.family_options is not None:
+            out[self.model.family] = dataclasses.asdict(self.family_options)
         if include_sweep and self.sweep:
             out["sweep"] = {k: list(v) for k, v in self.sweep}
         return out
 
     def flat(self) -> dict[str, Any]:
-        """All keys as ``{"section.key": value}`` (sweep excluded)."""
+        """All applicable keys as ``{"section.key": value}`` (sweep excluded)."""
         return {f"{s}.{k}": v for s, d in self.to_dict(include_sweep=False).items() for k, v in d.items()}
 
     def replace(self, overrides: Mapping[str, Any]) -> Config:
-        """A new config with dotted keys replaced (validated)."""
+        """A new config with dotted (or unambiguous short) keys replaced, validated like a file.
+
+        When ``model.family`` changes, keys of the old family that do not apply to the new one are dropped.
+        """
         if not overrides:
             return self
         data = self.to_dict()
-        for key, value in overrides.items():
-            if key.startswith("sweep."):
-                section, name = _resolve_key(key[6:])
-                data.setdefault("sweep", {})[f"{section}.{name}"] = value
-                continue
-            section, name = _resolve_key(key)
-            data.setdefault(section, {})[name] = value
-        return config_from_dict(data)
+        return config_from_dict(_merge_overrides(data, overrides, replacing=True))
 
     # ---- sweeps -------------------------------------------------------------------------------------------
     @property
@@ -330,43 +367,117 @@ def _split(dotted: str) -> tuple[str, str]:
     return section, name
 
 
-def _all_keys() -> dict[str, list[str]]:
-    names: dict[str, list[str]] = {}
-    for section, cls in _SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            names.setdefault(f.name, []).append(section)
-    return names
+def _section_fields(section: str, family: str | None = None) -> dict[str, dataclasses.Field]:
+    if section in _SECTIONS:
+        return {f.name: f for f in dataclasses.fields(_SECTIONS[section])}
+    names = family_names()
+    if section in names:
+        sec = _family(section).section
+        return {f.name: f for f in dataclasses.fields(sec)} if sec is not None else {}
+    raise KeyError(section)
 
 
-def _resolve_key(key: str) -> tuple[str, str]:
-    """Map a dotted or unambiguous short key to (section, name)."""
+def _all_declared() -> dict[str, dataclasses.Field]:
+    """Every declared key of every section and every family section, as ``{dotted: field}``."""
+    out = {f"{s}.{f.name}": f for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
+    for name in family_names():
+        sec = _family(name).section
+        if sec is not None:
+            out.update({f"{name}.{f.name}": f for f in dataclasses.fields(sec)})
+    return out
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _not_applicable(dotted: str, value: Any, family: str, allowed: Sequence[str]) -> ConfigError:
+    section = dotted.split(".", 1)[0]
+    same = [k.split(".", 1)[1] for k in allowed if k.startswith(section + ".")]
+    where = f"keys of [{section}] that apply: {', '.join(same)}" if same else f"no key of [{section}] applies"
+    shown = f" = {value!r}" if value is not _MISSING else ""
+    return ConfigError(
+        f"{dotted}{shown}: does not apply to model.family = {family!r}; {where} (see `dmft keys {family}`)"
+    )
+
+
+_MISSING = object()
+
+
+def _resolve_key(key: str, family: str | None = None, value: Any = _MISSING) -> tuple[str, str]:
+    """Map a dotted or unambiguous short key to (section, name); with ``family``, the key must apply to it."""
+    declared = _all_declared()
+    allowed = _family(family).all_keys if family is not None else tuple(declared)
     if "." in key:
         section, name = _split(key)
-        if section not in _SECTIONS:
-            raise ConfigError(f"key {key!r}: unknown section {section!r}; allowed: {', '.join(_SECTIONS)}")
-        if name not in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
-            allowed = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[section]))
-            raise ConfigError(f"key {key!r}: unknown key {name!r} in [{section}]; allowed: {allowed}")
+        try:
+            fields = _section_fields(section)
+        except KeyError:
+            sections = [*_SECTIONS, *(family_names() if family is None else [family])]
+            raise ConfigError(
+                f"key {key!r}: unknown section {section!r}; allowed: {', '.join(sections)}{_suggest(section, sections)}"
+            ) from None
+        if name not in fields:
+            listed = [k for k in fields if f"{section}.{k}" in allowed]
+            raise ConfigError(
+                f"key {key!r}: unknown key {name!r} in [{section}]{_suggest(name, listed or list(fields))}; "
+                f"allowed: {', '.join(listed)}"
+            )
+        if key not in allowed:
+            raise _not_applicable(key, value, family or "", allowed)
         return section, name
-    owners = _all_keys().get(key)
-    if not owners:
-        raise ConfigError(f"key {key!r}: unknown key; allowed: section.key, e.g. model.width_ratio")
+    owners = [k for k in allowed if k.split(".", 1)[1] == key]
+    if len(owners) == 1:
+        return _split(owners[0])
     if len(owners) > 1:
-        raise ConfigError(f"key {key!r}: ambiguous short name; use one of {', '.join(o + '.' + key for o in owners)}")
-    return owners[0], key
+        raise ConfigError(f"key {key!r}: ambiguous short name; use one of {', '.join(owners)}")
+    elsewhere = [k for k in declared if k.split(".", 1)[1] == key]
+    if elsewhere and family is not None:
+        raise _not_applicable(elsewhere[0], value, family, allowed)
+    shorts = sorted({k.split(".", 1)[1] for k in allowed})
+    raise ConfigError(
+        f"key {key!r}: unknown key{_suggest(key, shorts)}; allowed: section.key, e.g. optim.lr (see `dmft keys`)"
+    )
 
 
 def spec_of(dotted: str) -> _Spec:
-    section, name = _resolve_key(dotted)
-    for f in dataclasses.fields(_SECTIONS[section]):
-        if f.name == name:
-            return f.metadata["spec"]
-    raise AssertionError(dotted)  # pragma: no cover
+    section, name = _split(dotted)
+    try:
+        fields = _section_fields(section)
+    except KeyError:
+        raise ConfigError(f"key {dotted!r}: unknown section {section!r}") from None
+    if name not in fields:
+        raise ConfigError(f"key {dotted!r}: unknown key")
+    return fields[name].metadata["spec"]
 
 
 def is_vmappable(dotted: str) -> bool:
     """Whether a sweep over this key keeps array shapes (and can share one compiled solver)."""
     return spec_of(dotted).vmappable
+
+
+def describe_keys(family: str | None = None) -> list[dict[str, Any]]:
+    """The keys of a family (or of all families) as rows: key, type, default, allowed values, meaning, families."""
+    names = family_names()
+    fams = [family] if family is not None else list(names)
+    if family is not None:
+        _family(family)
+    rows: dict[str, dict[str, Any]] = {}
+    for fam in fams:
+        for dotted in _family(fam).all_keys:
+            f = _all_declared()[dotted]
+            spec: _Spec = f.metadata["spec"]
+            row = rows.setdefault(dotted, {
+                "key": dotted, "type": spec.kind, "default": f.default, "allowed": spec.describe(),
+                "vmappable": spec.vmappable, "meaning": f.metadata["doc"], "families": [],
+            })
+            row["families"].append(fam)
+    if family is not None and "model.parameterization" in rows:
+        rows["model.parameterization"]["allowed"] = "one of " + ", ".join(
+            repr(p) for p in _family(family).parameterizations
+        )
+    return list(rows.values())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -416,8 +527,11 @@ def _check_value(key: str, value: Any, spec: _Spec) -> Any:
     return value
 
 
-def _build_section(section: str, table: Any) -> Any:
-    cls = _SECTIONS[section]
+def _build_section(section: str, table: Any, family: str, allowed: Sequence[str]) -> Any:
+    if section in _SECTIONS:
+        cls = _SECTIONS[section]
+    else:
+        cls = _family(family).section
     if not isinstance(table, Mapping):
         raise ConfigError(f"[{section}] = {table!r}: must be a table of keys")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -425,20 +539,25 @@ def _build_section(section: str, table: Any) -> Any:
     for name, value in table.items():
         if name not in known:
             raise ConfigError(
-                f"{section}.{name} = {value!r}: unknown key; allowed in [{section}]: {', '.join(known)}"
+                f"{section}.{name} = {value!r}: unknown key{_suggest(name, list(known))}; "
+                f"allowed in [{section}]: {', '.join(k for k in known if f'{section}.{k}' in allowed)}"
             )
+        if f"{section}.{name}" not in allowed:
+            raise _not_applicable(f"{section}.{name}", value, family, allowed)
         values[name] = _check_value(f"{section}.{name}", value, known[name].metadata["spec"])
     return cls(**values)
 
 
-def _build_sweep(table: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _build_sweep(table: Any, family: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"[sweep] = {table!r}: must be a table of lists")
     out = []
     seen = set()
     for key, values in table.items():
-        section, name = _resolve_key(key)
+        section, name = _resolve_key(key, family, values)
         dotted = f"{section}.{name}"
+        if dotted == "model.family":
+            raise ConfigError(f"sweep.{key} = {values!r}: the model family cannot be swept (one family per sweep)")
         if dotted in seen:
             raise ConfigError(f"sweep.{key}: {dotted} is swept twice")
         seen.add(dotted)
@@ -446,57 +565,102 @@ def _build_sweep(table: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
             raise ConfigError(f"sweep.{key} = {values!r}: must be a non-empty list of values")
         spec = spec_of(dotted)
         checked = tuple(_check_value(dotted, v, spec) for v in values)
+        if dotted == "model.parameterization":
+            _check_parameterizations(family, checked)
         if len(set(checked)) != len(checked):
             raise ConfigError(f"sweep.{key} = {values!r}: values must be distinct")
         out.append((dotted, checked))
     return tuple(out)
 
 
+def _check_parameterizations(family: str, values: Sequence[str]) -> None:
+    allowed = _family(family).parameterizations
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(
+                f"model.parameterization = {v!r}: model.family = {family!r} has "
+                + ("no μP/NTK choice" if not allowed else "only " + ", ".join(repr(a) for a in allowed))
+            )
+
+
+def _family_of(data: Mapping[str, Any]) -> str:
+    model = data.get("model", {})
+    family = model.get("family", "deep_linear") if isinstance(model, Mapping) else "deep_linear"
+    names = family_names()
+    if not isinstance(family, str) or family not in names:
+        raise ConfigError(f"model.family = {family!r}: must be one of {', '.join(names)}{_suggest(str(family), names)}")
+    return family
+
+
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (as read from TOML) and build a :class:`Config`."""
+    """Validate a nested mapping (as read from TOML) and build a :class:`Config`.
+
+    Every key given must be declared and must apply to the config's ``model.family``.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config = {data!r}: must be a table")
+    family = _family_of(data)
+    fam = _family(family)
+    allowed = fam.all_keys
     kwargs: dict[str, Any] = {}
+    names = family_names()
     for section, table in data.items():
         if section == "sweep":
-            kwargs["sweep"] = _build_sweep(table)
+            kwargs["sweep"] = _build_sweep(table, family)
         elif section in _SECTIONS:
-            kwargs[section] = _build_section(section, table)
-        else:
+            kwargs[section] = _build_section(section, table, family, allowed)
+        elif section == family and fam.section is not None:
+            kwargs["family_options"] = _build_section(section, table, family, allowed)
+        elif section in names:
             raise ConfigError(
-                f"[{section}]: unknown section; allowed: {', '.join([*_SECTIONS, 'sweep'])}"
+                f"[{section}]: the section of family {section!r} does not apply to model.family = {family!r}"
             )
+        else:
+            sections = [*_SECTIONS, *([family] if fam.section is not None else []), "sweep"]
+            raise ConfigError(
+                f"[{section}]: unknown section{_suggest(section, sections)}; allowed: {', '.join(sections)}"
+            )
+    if fam.section is not None and "family_options" not in kwargs:
+        kwargs["family_options"] = fam.section()
     cfg = Config(**kwargs)
-    _check_consistency(cfg)
+    if "model.parameterization" in allowed:
+        _check_parameterizations(family, [cfg.model.parameterization])
+    if fam.check is not None:
+        fam.check(cfg)
     return cfg
 
 
-def _check_consistency(cfg: Config) -> None:
-    """Cross-key rules that no single key can express."""
-    fam = cfg.model.family
-    if fam == "diagonal_linear":
-        sv = cfg.solver
-        if sv.replicas == 1 or (sv.replicas and sv.samples // sv.replicas < 8):
-            raise ConfigError(
-                f"solver.replicas = {sv.replicas}: must be 0 or >= 2 with at least 8 samples each "
-                f"(solver.samples = {sv.samples})"
-            )
-        if cfg.data.prior == "sparse" and cfg.data.sparsity * sv.samples < 8:
-            raise ConfigError(
-                f"data.sparsity = {cfg.data.sparsity}: fewer than 8 of solver.samples = {sv.samples} would be "
-                "nonzero; raise solver.samples or the sparsity"
-            )
-        snaps = cfg.simulate.snapshots
-        if snaps is not None and max(snaps) >= cfg.optim.steps:
-            raise ConfigError(
-                f"simulate.snapshots = {list(snaps)!r}: steps must be < optim.steps = {cfg.optim.steps}"
-            )
-    if fam == "deep_linear":
-        n = round(cfg.model.width_ratio * cfg.simulate.dim)
-        if n < 1:
-            raise ConfigError(
-                f"simulate.dim = {cfg.simulate.dim}: width N = width_ratio·dim = {n} must be >= 1"
-            )
+def _merge_overrides(
+    data: Mapping[str, Any], overrides: Mapping[str, Any], replacing: bool = False
+) -> dict[str, Any]:
+    """``data`` (nested, as from TOML) with dotted or short override keys merged in (``sweep.<key>`` too).
+
+    When an override changes ``model.family`` and ``replacing`` is set (``Config.replace``: ``data`` holds every
+    applicable key, not only the user's), keys of ``data`` that do not apply to the new family are dropped.
+    """
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    new_family = None
+    for key, value in overrides.items():
+        if key in ("model.family", "family"):
+            new_family = value
+    if new_family is not None:
+        out.setdefault("model", {})["family"] = new_family
+        family = _family_of(out)
+        if replacing:
+            allowed = set(_family(family).all_keys)
+            out = {
+                s: ({k: v for k, v in t.items() if f"{s}.{k}" in allowed} if s != "sweep" else t)
+                for s, t in out.items() if s in _SECTIONS or s == "sweep"
+            }
+    family = _family_of(out)
+    for key, value in overrides.items():
+        if key.startswith("sweep."):
+            section, name = _resolve_key(key[6:], family, value)
+            out.setdefault("sweep", {})[f"{section}.{name}"] = value
+            continue
+        section, name = _resolve_key(key, family, value)
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -519,7 +683,9 @@ def load_config(
 ) -> Config:
     """Load a TOML config (or the defaults when ``path`` is None) and apply overrides.
 
-    ``overrides`` maps dotted keys to values, or is a list of ``"key=value"`` strings as given to ``--set``.
+    ``overrides`` maps dotted keys to values, or is a list of ``"key=value"`` strings as given to ``--set``. The
+    overrides are merged into the file's keys before validation, so a key that does not apply to the family (in
+    the file or in an override) is reported, whichever set it.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -534,9 +700,8 @@ def load_config(
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {str(p)!r}: invalid TOML ({e})") from None
-    cfg = config_from_dict(data)
     if overrides:
         if not isinstance(overrides, Mapping):
             overrides = dict(parse_override(o) for o in overrides)
-        cfg = cfg.replace(overrides)
-    return cfg
+        data = _merge_overrides(data, overrides)
+    return config_from_dict(data)

@@ -125,8 +125,12 @@ def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None,
     return fig
 
 
-def sharpness_figure(theory: xr.Dataset | None, sim: xr.Dataset) -> Any:
-    """Largest tangent-kernel eigenvalue of the twin against t, with the stability bound 2/η."""
+def sharpness_figure(
+    theory: xr.Dataset | None, sim: xr.Dataset, reference: float | None = None,
+    reference_label: str = "ν → ∞ value at t = 0",
+) -> Any:
+    """Largest tangent-kernel eigenvalue of the twin against t, with the stability bound 2/η and an optional
+    theory ``reference`` line."""
     plt = _plt()
     from .io import config_of
 
@@ -134,13 +138,8 @@ def sharpness_figure(theory: xr.Dataset | None, sim: xr.Dataset) -> Any:
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     _band(ax, sim["t_spec"].values, sim["sharpness"], "C1", "twin λ_max(K̃)")
     ax.axhline(2 / cfg.optim.lr, color="C3", ls="--", label="2/η (edge of stability)")
-    if cfg.model.family == "deep_linear":
-        from .models.deep_linear import lazy_kappa
-
-        m = cfg.model
-        alpha = cfg.optim.batch_ratio or cfg.data.alpha
-        k0 = lazy_kappa(m.depth, m.sigma, m.sigma_readout) * (1 + alpha**-0.5) ** 2
-        ax.axhline(k0, color="C0", ls=":", label="ν → ∞ value at t = 0")
+    if reference is not None:
+        ax.axhline(reference, color="C0", ls=":", label=reference_label)
     ax.set_xlabel("step t")
     ax.set_ylabel("sharpness")
     ax.legend(fontsize=7)
@@ -291,20 +290,19 @@ def split_compare(ds: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
 
 def figures_for(ds: xr.Dataset) -> dict[str, Any]:
     """The standard figures of any saved result (run, simulate, compare or sweep)."""
+    from .families import get_family
     from .io import config_of
-    from .models import family_module
 
-    family = config_of(ds).model.family
+    family = get_family(config_of(ds).model.family)
     kind = ds.attrs.get("kind", "theory")
-    module = family_module(family, "models")
     if ds.attrs.get("sweep_axes"):
-        if hasattr(module, "sweep_figures"):
-            return module.sweep_figures(ds)
+        if family.sweep_figures is not None:
+            return family.sweep_figures(ds)
         name = "test_loss" if "test_loss" in ds else next(iter(ds.data_vars))
         return {"sweep": sweep_loss_figure(ds, name)}
     if kind == "compare":
         theory, sim = split_compare(ds)
-        return module.figures(theory, sim)
+        return family.figures(theory, sim)
     if kind == "simulation":
-        return module.figures(None, ds)
-    return module.figures(ds, None)
+        return family.figures(None, ds)
+    return family.figures(ds, None)

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt
 
 import dmft
 import dmft.api as api
-from dmft.models import diagonal_linear as dl
+from dmft.families import diagonal_linear as dl
+from dmft.families.diagonal_linear import figures as dlf
 
 SMALL = {
     "optim.steps": 60,
@@ -58,7 +59,7 @@ print(
     f"twin {float(fin.mean()):.4f} ± {float(fin.std()):.4f}, "
     f"fixed point {float(theory.test_loss_fixed_point):.4f}"
 )
-figs = dl.figures(theory, twin)
+figs = dlf.figures(theory, twin)
 plt.close("all")  # shown one at a time below
 figs["losses"]
 
@@ -85,7 +86,7 @@ t0 = time.time()
 grid = api.sweep(sweep, progress=False)
 sim_grid = api.sweep(sweep, kind="simulate", progress=False)
 print(f"sweep (theory and twins) in {time.time() - t0:.1f} s")
-sfigs = dl.sweep_figures(grid, sim_grid)
+sfigs = dlf.sweep_figures(grid, sim_grid)
 plt.close("all")
 sfigs["losses_vs_init"]
 

@@ -23,7 +23,8 @@ matplotlib.use("Agg")
 import numpy as np
 
 import dmft
-from dmft.models.mean_field import figures, initial_kernels, input_gram, lazy_oracle, make_dataset
+from dmft.families.mean_field import initial_kernels, input_gram, lazy_oracle, make_dataset
+from dmft.families.mean_field.figures import figures
 
 cfg = dmft.load_config("configs/mean_field.toml", overrides={"simulate.width": 512, "simulate.seeds": 2})
 theory, twin = dmft.compare(cfg)

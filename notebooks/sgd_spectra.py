@@ -29,7 +29,7 @@ import numpy as np
 
 import dmft
 import dmft.api as api
-from dmft.models import sgd_sde
+from dmft.families import sgd_sde
 from dmft.spectra import fits
 
 ENSEMBLE = 16

@@ -42,7 +42,7 @@ print("escape steps:", theory.escape_step.sel(k=0).values, "bulk edges:", theory
 # finite rank); the outliers sit on spikes whose directions depend on the bulk, so naive BBP is wrong.
 
 # %%
-from dmft.models.deep_linear import figures  # noqa: E402
+from dmft.families.deep_linear.figures import figures  # noqa: E402
 
 figs = figures(theory, twin)
 print(sorted(figs))

@@ -73,7 +73,7 @@ def test_sweep_batches_and_resumes_after_interruption(repo_root, tmp_path, monke
         api.sweep(cfg, out_dir=tmp_path, progress=False, on_point=interrupt_after_two)
     assert len(list((tmp_path / "points").glob("*.nc"))) == 2
 
-    from dmft.models import deep_linear
+    from dmft.families.deep_linear import theory as deep_linear
 
     solved = []
     real = deep_linear.solve_batch

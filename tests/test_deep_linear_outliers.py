@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.models import deep_linear as dl
-from dmft.models import deep_linear_spectra as dls
-from dmft.simulate import deep_linear as sdl
+from dmft.families import deep_linear as dl
+from dmft.families.deep_linear import spectra as dls
+from dmft.families.deep_linear import twin as sdl
 
 
 def cfg_for(repo_root, depth, **over):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.models import deep_linear as dl
+from dmft.families import deep_linear as dl
 
 
 def make(repo_root, **over):

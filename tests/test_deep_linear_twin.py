@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.models import deep_linear as dl
-from dmft.simulate import deep_linear as sdl
+from dmft.families import deep_linear as dl
+from dmft.families.deep_linear import twin as sdl
 
 
 def rms_rel_gap(sim, th, name):

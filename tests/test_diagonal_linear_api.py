@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import dmft
 import dmft.api
 from dmft.config import ConfigError
-from dmft.models import diagonal_linear as dl
+from dmft.families import diagonal_linear as dl
+from dmft.families.diagonal_linear import figures as dlf
 
 SMALL = {
     "model.family": "diagonal_linear",
@@ -61,9 +62,9 @@ def test_figures(theory_and_twin):
     import matplotlib.pyplot as plt
 
     _, th, sim = theory_and_twin
-    figs = dl.figures(th, sim)
+    figs = dlf.figures(th, sim)
     assert set(figs) == {"losses", "losses_rescaled", "beta_hist", "order_parameters"}
-    assert set(dl.figures(None, sim)) == {"losses", "losses_rescaled", "beta_hist"}
+    assert set(dlf.figures(None, sim)) == {"losses", "losses_rescaled", "beta_hist"}
     for f in figs.values():
         plt.close(f)
 
@@ -81,7 +82,7 @@ def test_sweep_over_init_scale_is_one_compile(tmp_path):
         grid["test_loss"].sel(init_scale=1.0).values, one["test_loss"].values, rtol=1e-10
     )
     assert not np.allclose(grid2["test_loss"].isel(init_scale=0), grid2["test_loss"].isel(init_scale=1))
-    figs = dl.sweep_figures(grid)
+    figs = dlf.sweep_figures(grid)
     assert set(figs) == {"losses_vs_init", "plateaus", "final_error_vs_init", "late_rate_vs_init"}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dmft._jax  # noqa: F401
-from dmft.models.diagonal_linear import (
+from dmft.families.diagonal_linear import (
     Params,
     causal_solve,
     fixed_point,

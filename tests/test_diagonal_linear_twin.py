@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import dmft._jax  # noqa: F401
-from dmft.models.diagonal_linear import Params, causal_solve, sample_teacher
-from dmft.simulate.diagonal_linear import TwinSpec, train
+from dmft.families.diagonal_linear import Params, causal_solve, sample_teacher
+from dmft.families.diagonal_linear.twin import TwinSpec, train
 
 BASE = Params(
     lr=0.1, init_scale=0.5, alpha=0.5, noise=0.1, weight_decay=0.0, teacher_variance=1.0, sparsity=0.2

@@ -78,7 +78,7 @@ def test_bad_values_are_config_errors(repo_root):
 
 def test_sweep_values_do_not_recompile(cfg):
     """γ0, σ, σ_w, η and the data values are traced: a second config with new values reuses the compiled march."""
-    from dmft.models.mean_field import _linear
+    from dmft.families.mean_field import _linear
 
     quiet = cfg.replace({"solver.outliers": False})
     dmft.solve(quiet)

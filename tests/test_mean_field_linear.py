@@ -12,7 +12,7 @@ import pytest
 
 import dmft
 from dmft.config import ConfigError
-from dmft.models.mean_field import (
+from dmft.families.mean_field import (
     initial_kernels,
     input_gram,
     lazy_oracle,
@@ -20,8 +20,8 @@ from dmft.models.mean_field import (
     march_linear,
     solve_linear,
 )
-from dmft.models.mean_field._data import load_npz, make_dataset, synthetic_dataset
-from dmft.models.mean_field._linear import global_residual
+from dmft.families.mean_field._data import load_npz, make_dataset, synthetic_dataset
+from dmft.families.mean_field._linear import global_residual
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_global_residual_detects_a_wrong_state(data):
 def test_linear_kappa_identity_and_relu_tanh_kernels_against_sampled_networks(data):
     """K(0) = κK^x for linear φ; Φ^ℓ(0) and K(0) for ReLU (arc-cosine) and tanh (Gauss–Hermite) against 4 wide
     networks at N = 2048 (seed-mean relative error ≈ 1/√(4·2048) ≈ 1 %; measured 0.2–1.7 %)."""
-    from dmft.simulate.mean_field import train_network
+    from dmft.families.mean_field.twin import train_network
 
     kx = np.asarray(input_gram(data.x_all))
     for depth in (1, 2, 4):
@@ -225,7 +225,7 @@ def test_data_file_round_trip(tmp_path, repo_root, data):
 def test_population_test_loss(repo_root):
     """Q = 0: the effective map v (outputs at √D e_a) predicts held-out outputs exactly (f linear in x), and the
     population loss equals ½(|v − β*|²/D + σ_ε²) (linear teacher) or a 4·10⁵-sample Monte Carlo mean (tanh)."""
-    from dmft.models.mean_field._solve import solve_arrays
+    from dmft.families.mean_field._solve import solve_arrays
 
     base = {"solver.outliers": False, "optim.steps": 10, "data.noise": 0.2}
     for teacher in ("linear", "tanh"):

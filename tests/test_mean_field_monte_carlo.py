@@ -1,4 +1,4 @@
-"""Monte Carlo single-site solver of the mean-field family (dmft/models/mean_field/_monte_carlo.py).
+"""Monte Carlo single-site solver of the mean-field family (dmft/families/mean_field/_monte_carlo.py).
 
 Checks (mean_field.md §10): t = 0 kernels, the lazy limit, linear φ against the closed form with error ∝ S^{-1/2},
 B(t,t) = 0 at t = 0 and for linear φ, tangent vs exact outputs as η → 0, divergence flagged, and the finite-width
@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dmft.models.mean_field import _monte_carlo as mc
-from dmft.models.mean_field._kernels import initial_kernels
-from dmft.models.mean_field._lazy import lazy_oracle
-from dmft.models.mean_field._linear import solve_linear
-from dmft.models.mean_field._monte_carlo import solve_monte_carlo
+from dmft.families.mean_field import _monte_carlo as mc
+from dmft.families.mean_field._kernels import initial_kernels
+from dmft.families.mean_field._lazy import lazy_oracle
+from dmft.families.mean_field._linear import solve_linear
+from dmft.families.mean_field._monte_carlo import solve_monte_carlo
 
 
 def _data(P, Q, D=5, seed=0, scale=2.0):
@@ -155,7 +155,7 @@ def _without_readout_learning(monkeypatch):
 
 
 def _twin_gap(theory_f, x, y, P, widths, seeds, **hp):
-    from dmft.simulate.mean_field import train_network
+    from dmft.families.mean_field.twin import train_network
 
     out = []
     for n in widths:
@@ -195,8 +195,8 @@ def test_monte_carlo_grams_give_the_closed_form_outliers():
     1.5101, 1.5488 vs 1.0851, 1.5111, 1.5492 at t = 3, 6, 9, bootstrap sd 0.008–0.022. Required: within
     max(3 bootstrap sd, 0.01). The Gram identity ΦᵀZ = (GᵀY)ᵀ (averages of two different layers) holds to
     Monte Carlo precision (measured 0.026 at S = 8000, Grams of size ~1)."""
-    from dmft.models.mean_field._linear import march_linear
-    from dmft.models.mean_field._spectra import hidden_layer_outliers, linear_outliers
+    from dmft.families.mean_field._linear import march_linear
+    from dmft.families.mean_field._spectra import hidden_layer_outliers, linear_outliers
     from dmft.spectra.outliers import Grams
 
     x, kx, y, _ = _data(5, 0, D=4)
@@ -277,8 +277,8 @@ def test_tanh_outliers_against_twin():
     sd 0.017, 0.026); twin N = 512: 1.3563, 1.6379; N = 2048: 1.3529, 1.6369 (seed sd ≤ 0.01). Required: the
     twin at N = 2048 within 3 bootstrap sd + 0.01 of the theory, both well above the edge, and no second outlier
     (Grams cut at MC_GRAM_THRESHOLD; with the default 1e-10 a spurious one appears at 1.0017)."""
-    from dmft.models.mean_field._spectra import hidden_layer_outliers
-    from dmft.simulate.mean_field import train_network
+    from dmft.families.mean_field._spectra import hidden_layer_outliers
+    from dmft.families.mean_field.twin import train_network
     from dmft.spectra.outliers import Grams
 
     x, kx, y, _ = _data(5, 0, D=4)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import dmft
-from dmft.models.mean_field import solve_config
-from dmft.models.mean_field._data import synthetic_dataset
-from dmft.simulate import mean_field as smf
+from dmft.families.mean_field import solve_config
+from dmft.families.mean_field import twin as smf
+from dmft.families.mean_field._data import synthetic_dataset
 
 
 def _spec(width, depth, factored, steps=3, n_train=5, activation="tanh"):

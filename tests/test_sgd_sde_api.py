@@ -11,9 +11,9 @@ import pytest
 
 import dmft
 import dmft.api as api
+from dmft.families import sgd_sde
+from dmft.families.sgd_sde import _solve
 from dmft.io import load_dataset, save_dataset
-from dmft.models import sgd_sde
-from dmft.models.sgd_sde import _solve
 from dmft.plot import figures_for, merge_compare
 
 SMALL = {

@@ -15,8 +15,8 @@ from scipy import stats
 
 import dmft
 import dmft.api as api
-from dmft.models import sgd_sde
-from dmft.models.sgd_sde import _dataset, _solve
+from dmft.families import sgd_sde
+from dmft.families.sgd_sde import _dataset, _solve
 from dmft.spectra import fits
 
 NOISE = {

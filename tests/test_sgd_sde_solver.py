@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import dmft._jax  # noqa: F401
-from dmft.models.sgd_sde import radial_stationary_pdf
+from dmft.families.sgd_sde import radial_stationary_pdf
 from solvers.sde import euler_maruyama
 
 

@@ -11,8 +11,8 @@ import xarray as xr
 
 import dmft
 import dmft.api as api
-from dmft.models import sgd_sde
-from dmft.models.sgd_sde import _tanh_net
+from dmft.families import sgd_sde
+from dmft.families.sgd_sde import _tanh_net
 
 TEACHER = {
     "model.family": "sgd_sde",

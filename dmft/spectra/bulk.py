@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Inexact
 
-import dmft._jax  # noqa: F401  (float64 on)
+import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 
 __all__ = [
     "mp_edges",

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-import dmft._jax  # noqa: F401  (float64 on)
+import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 from solvers.linalg import eigvalsh
 
 from .outliers import Grams

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-import dmft._jax  # noqa: F401  (float64 on)
+import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 from solvers.linalg import eigh, slogdet, svdvals
 from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
 
