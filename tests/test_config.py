@@ -44,6 +44,21 @@ def test_defaults_and_overrides(repo_root):
         ({"sweep": {"width_ratio": []}}, ["sweep.width_ratio", "non-empty list"]),
         ({"sweep": {"depth": [1, 0]}}, ["model.depth", "0", ">= 1"]),
         ({"sweep": {"nonsense": [1]}}, ["nonsense", "unknown key"]),
+        # keys of another family: in a file, in a sweep, and NTK where a family has no μP/NTK choice
+        ({"model": {"activation": "relu"}}, ["model.activation", "does not apply", "'deep_linear'", "depth"]),
+        ({"model": {"rows": 10}}, ["model.rows", "does not apply", "deep_linear"]),
+        ({"sweep": {"width": [1, 2]}}, ["simulate.width", "does not apply", "deep_linear"]),
+        ({"sweep": {"activation": ["relu", "tanh"]}}, ["model.activation", "does not apply"]),
+        ({"model": {"family": "diagonal_linear", "parameterization": "ntk"}},
+         ["model.parameterization", "does not apply", "'diagonal_linear'"]),
+        ({"model": {"family": "sgd_sde", "parameterization": "ntk"}}, ["model.parameterization", "does not apply"]),
+        ({"model": {"family": "sgd_sde"}, "sweep": {"parameterization": ["mup", "ntk"]}},
+         ["model.parameterization", "does not apply", "sgd_sde"]),
+        ({"model": {"family": "mean_field"}, "simulate": {"dim": 64}}, ["simulate.dim", "does not apply", "width"]),
+        ({"model": {"family": "deep_linar"}}, ["model.family", "'deep_linar'", "did you mean 'deep_linear'"]),
+        ({"optim": {"lrr": 0.1}}, ["optim.lrr", "unknown key", "did you mean 'lr'"]),
+        ({"model": {"family": "mean_field"}, "sweep": {"family": ["deep_linear"]}}, ["cannot be swept"]),
+        ({"model": {"family": "mean_field"}, "diagonal_linear": {"x": 1}}, ["[diagonal_linear]", "does not apply"]),
     ],
 )
 def test_bad_values_give_one_line_errors(data, fragments):
@@ -115,3 +130,50 @@ def test_public_api_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert callable(dmft.solve) and callable(dmft.sweep)
+
+
+@pytest.mark.parametrize(
+    ("path", "override", "fragment"),
+    [
+        ("configs/deep_linear_mup.toml", "model.activation=relu", "model.activation = 'relu': does not apply"),
+        ("configs/mean_field.toml", "simulate.dim=50", "simulate.dim = 50: does not apply to model.family = 'mean_"),
+        ("configs/diagonal_linear.toml", "model.parameterization=ntk", "model.parameterization = 'ntk': does not"),
+        ("configs/sgd_sde.toml", "model.depth=3", "model.depth = 3: does not apply"),
+        ("configs/deep_linear_mup.toml", "sweep.width=[1, 2]", "simulate.width = [1, 2]: does not apply"),
+    ],
+)
+def test_overrides_of_another_family_are_errors(repo_root, path, override, fragment):
+    """`--set` and `--set sweep.KEY=[...]` are checked against the family like a file (they were accepted)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(repo_root / path, overrides=[override])
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_shipped_config_is_valid_for_its_family(repo_root):
+    from dmft.shipped import list_configs
+
+    shipped = list_configs()
+    assert len(shipped) >= 17
+    for name, path in shipped.items():
+        cfg = load_config(path)
+        assert set(cfg.flat()) <= set(cfg.applicable_keys()), name
+
+
+def test_configs_by_name_and_copy(tmp_path):
+    from dmft.shipped import copy_config, find_config
+
+    assert find_config("deep_linear_mup").name == "deep_linear_mup.toml"
+    assert find_config("lr_transfer").parent.name == "sweeps"
+    with pytest.raises(ConfigError, match="did you mean 'deep_linear_mup'"):
+        find_config("deep_linear_mupp")
+    out = copy_config("deep_linear_mup", tmp_path)
+    assert out.read_text() == find_config("deep_linear_mup").read_text()
+    with pytest.raises(ConfigError, match="not overwritten"):
+        copy_config("deep_linear_mup", tmp_path)
+
+
+def test_simulate_is_a_function_not_a_rebound_module():
+    import types
+
+    assert isinstance(dmft.simulate, types.FunctionType)
+    assert dmft.simulate is dmft.api.simulate

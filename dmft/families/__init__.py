@@ -37,5 +37,9 @@ def get_family(name: str) -> Family:
     """The registered family called ``name`` (a one-line :class:`ConfigError` otherwise)."""
     try:
         return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"model.family = {name!r}: must be one of {', '.join(REGISTRY)}") from None
+    except (KeyError, TypeError):
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list(REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"model.family = {name!r}: must be one of {', '.join(REGISTRY)}{hint}") from None
