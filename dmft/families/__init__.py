@@ -11,6 +11,7 @@ from ..config import ConfigError
 from ..family import Family
 from .deep_linear import FAMILY as _deep_linear
 from .diagonal_linear import FAMILY as _diagonal_linear
+from .extensive_output import FAMILY as _extensive_output
 from .mean_field import FAMILY as _mean_field
 from .sgd_sde import FAMILY as _sgd_sde
 
@@ -24,6 +25,7 @@ REGISTRY: dict[str, Family] = {
         _mean_field,
         _diagonal_linear,
         _sgd_sde,
+        _extensive_output,
     )
 }
 
