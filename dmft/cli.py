@@ -24,21 +24,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dmft-spectra {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("config", help="TOML config file, or the name of a shipped config (see `dmft configs`)")
+    def common(sp: argparse.ArgumentParser, config_optional: bool = False) -> None:
+        sp.add_argument("config", nargs="?" if config_optional else None,
+                        help="TOML config file, or the name of a shipped config (see `dmft configs`)")
         sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set model.width_ratio=4 (repeatable)")
         sp.add_argument("--out", default=None, help="output directory (default: results/<config>/<command>)")
         sp.add_argument("--no-figures", action="store_true", help="write result.nc only")
+        sp.add_argument("--no-cache", action="store_true",
+                        help="no persistent compilation cache (also DMFT_NO_CACHE=1; its folder: DMFT_CACHE_DIR)")
 
     common(sub.add_parser("run", help="theory (DMFT) prediction"))
     common(sub.add_parser("simulate", help="finite-width twin"))
     common(sub.add_parser("compare", help="theory and twin in one figure"))
     sw = sub.add_parser("sweep", help="grid over the config's [sweep] table (resumable)")
-    common(sw)
-    sw.add_argument("--executor", default="local", help="local (points batched with vmap where shapes allow)")
-    sw.add_argument("--kind", default="solve", choices=("solve", "simulate", "both"),
-                    help="theory, twin, or both (one file, twin variables prefixed sim_) at every point")
+    common(sw, config_optional=True)
+    sw.add_argument("--executor", default="local", choices=("local", "ray"),
+                    help="local: vmapped batches over every local device; ray: one task per batch on a Ray cluster")
+    sw.add_argument("--kind", default=None, choices=("solve", "simulate", "both"),
+                    help="theory (default), twin, or both (one file, twin variables prefixed sim_) at every point")
+    sw.add_argument("--shard", default=None, metavar="I/N",
+                    help="compute only every N-th point (grid index = I mod N, I = 0..N-1) into --out; for job arrays")
+    sw.add_argument("--merge", default=None, metavar="DIR",
+                    help="assemble the points saved in DIR (by shards or an interrupted sweep) into DIR/result.nc")
+    sw.add_argument("--batch-size", type=int, default=None, metavar="B",
+                    help="points per vmapped call per device (default: fitted to device memory; ray: spread)")
+    sw.add_argument("--devices", type=int, default=None, metavar="K",
+                    help="use the first K local devices (default all)")
+    sw.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    sw.add_argument("--workers", type=int, default=None, metavar="K",
+                    help="CPUs of a local Ray instance (default all)")
     pl = sub.add_parser("plot", help="figures of a saved result")
     pl.add_argument("result", help="a result.nc written by dmft")
     pl.add_argument("--out", default=None, help="output directory (default: next to the result)")
@@ -53,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="copy a shipped config to DEST (a folder or a file) to edit it")
     ci = sub.add_parser("cite", help="papers behind a config's model family")
     ci.add_argument("config", help="TOML config file or a family name")
+    ga = sub.add_parser("gallery", help="remake every figure of the claims gallery, with measured captions")
+    ga.add_argument("--quick", action="store_true", help="small sizes (a few minutes; what CI runs)")
+    ga.add_argument("--out", default=None,
+                    help="output folder (default: docs/gallery in a source checkout, else results/gallery)")
+    ga.add_argument("--only", nargs="+", default=None, metavar="ID", help="only these claims (or jobs)")
+    ga.add_argument("--list", action="store_true", help="list the claims, their papers, configs and status")
     return p
 
 
@@ -92,10 +113,13 @@ def _out_dir(args: argparse.Namespace, cfg_path: str) -> Path:
 def _save_figures(figs: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
+    from .plot import style
+
     paths = []
     for name, fig in figs.items():
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=130)
+        with style():  # colours given as "C0".."C9" resolve when drawn: draw with the library's palette
+            fig.savefig(path, dpi=130)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -318,6 +342,8 @@ def _run(args: argparse.Namespace) -> int:
     from .io import save_dataset
     from .plot import merge_compare
 
+    if args.config is None:
+        raise ConfigError("sweep: give a CONFIG (or --merge DIR to assemble a sweep folder)")
     cfg = _load(args)
     out = _out_dir(args, args.config)
     _check_out(out)
@@ -338,14 +364,18 @@ def _run(args: argparse.Namespace) -> int:
                 ds.attrs[f"gap_{name}_{k}"] = v
         label = f"theory vs twin ({cfg.model.family})" + (f"; {_gap_text(gaps)}" if gaps else "")
     else:  # sweep
-        if args.kind == "both":
-            theory = api.sweep(cfg, out_dir=out, kind="solve", executor=args.executor, progress=True)
-            sim = api.sweep(cfg, out_dir=out, kind="simulate", executor=args.executor, progress=True)
-            ds = merge_compare(theory, sim)
-            ds.attrs["sweep_axes"] = theory.attrs["sweep_axes"]
-        else:
-            ds = api.sweep(cfg, out_dir=out, kind=args.kind, executor=args.executor, progress=True)
-        label = f"sweep over {', '.join(cfg.sweep_axes)} ({args.kind})"
+        kind = args.kind or "solve"
+        opts = {"executor": args.executor, "progress": True, "shard": args.shard, "batch_size": args.batch_size,
+                "devices": args.devices, "address": args.address, "workers": args.workers}
+        kinds = ("solve", "simulate") if kind == "both" else (kind,)
+        grids = [api.sweep(cfg, out_dir=out, kind=k, **opts) for k in kinds]
+        if args.shard is not None:
+            return _shard_done(args, out, kinds)
+        ds = grids[0]
+        if kind == "both":
+            ds = merge_compare(grids[0], grids[1])
+            ds.attrs["sweep_axes"] = grids[0].attrs["sweep_axes"]
+        label = f"sweep over {', '.join(cfg.sweep_axes)} ({kind})"
     elapsed = time.perf_counter() - t0
     path = save_dataset(ds, out / "result.nc")
     args.written = path
@@ -354,6 +384,47 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{_sweep_summary(ds, label)}\n[{elapsed:.1f} s]")
     else:
         print(f"{_summary(ds, label)}  [{elapsed:.1f} s]")
+    print(f"wrote {path}" + "".join(f"\nwrote {p}" for p in figs))
+    return 0
+
+
+def _shard_done(args: argparse.Namespace, out: Path, kinds: tuple[str, ...]) -> int:
+    """A shard writes points only: say how far the whole folder is, and how to merge it."""
+    from .sweep import complete_kinds
+
+    left = complete_kinds(out)
+    todo = ", ".join(f"{left[k]} {k} points" for k in kinds if left[k])
+    status = f"{todo} of the grid still to compute" if todo else "every point of the grid is done"
+    print(f"dmft sweep: shard {args.shard} finished; {status}; assemble with: dmft sweep --merge {out}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``dmft sweep --merge DIR``: the grid saved in DIR as DIR/result.nc (+ figures)."""
+    from .io import save_dataset
+    from .plot import merge_compare
+    from .sweep import complete_kinds, merge
+
+    if args.config is not None:
+        raise ConfigError("--merge DIR takes no CONFIG (the grid is read from DIR/sweep.toml)")
+    out = Path(args.merge)
+    if args.kind is None:
+        left = complete_kinds(out)
+        kinds = tuple(k for k in ("solve", "simulate") if left[k] == 0) or ("solve",)
+    else:
+        kinds = ("solve", "simulate") if args.kind == "both" else (args.kind,)
+    t0 = time.perf_counter()
+    grids = [merge(out, k) for k in kinds]
+    ds = grids[0]
+    if len(grids) == 2:
+        ds = merge_compare(grids[0], grids[1])
+        ds.attrs["sweep_axes"] = grids[0].attrs["sweep_axes"]
+    _check_out(out)
+    path = save_dataset(ds, out / "result.nc")
+    args.written = path
+    figs = [] if args.no_figures else _save_figures(_figures(ds), out)
+    label = f"merged sweep over {ds.attrs['sweep_axes'].replace(',', ', ')} ({' + '.join(kinds)})"
+    print(f"{_sweep_summary(ds, label)}\n[{time.perf_counter() - t0:.1f} s]")
     print(f"wrote {path}" + "".join(f"\nwrote {p}" for p in figs))
     return 0
 
@@ -420,20 +491,49 @@ def _cite(args: argparse.Namespace) -> int:
     return 0
 
 
-def _process_setup() -> None:
+def _gallery(args: argparse.Namespace) -> int:
+    from . import gallery
+
+    if args.list:
+        for c in gallery.CLAIMS:
+            where = gallery.command_of(gallery.JOBS[c.job]) if c.job else c.why
+            print(f"{c.paper}  {c.id:<26} {c.status:<15} {where}")
+        return 0
+    records = gallery.run_gallery(args.out, quick=args.quick, only=args.only)
+    failed = [r["id"] for r in records if "error" in r]
+    out = args.out or gallery.default_out()
+    print(f"dmft gallery: {len(records) - len(failed)} of {len(records)} figures written to {out}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _process_setup(compiles: bool = True, no_cache: bool = False) -> None:
     """What the command line sets for its own process (the library itself sets nothing on import).
 
     * One OpenBLAS thread unless the user chose otherwise: jaxlib's CPU LAPACK kernels run many small
       factorizations (level-2 root finding, twin spectra), and OpenBLAS threads competing with XLA's own pool made
       them up to ~100× slower on a 2-core machine (T = 200 level 2: 96 s → 12 s).
     * float64 for the whole run.
+    * JAX's persistent compilation cache (commands that compute; :mod:`dmft.sweep.cache`), unless ``--no-cache``
+      or ``DMFT_NO_CACHE=1``: a warm ``dmft run configs/deep_linear_mup.toml`` takes seconds instead of ~45 s.
+      jaxlib 0.10.1 logs two spurious C++ errors for every executable it loads from the cache on CPUs with the
+      LLVM tuning flags +prefer-no-gather/+prefer-no-scatter (jax-ml/jax#38445; the executable loads and runs
+      fine), so XLA's C++ log is limited to fatal messages (``TF_CPP_MIN_LOG_LEVEL=3``) unless the user set it.
     """
     import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    use_cache = compiles and not no_cache and os.environ.get("DMFT_NO_CACHE", "").strip().lower() in ("", "0",
+                                                                                                      "false", "no")
+    if use_cache:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    if use_cache:
+        from .sweep import cache
+
+        cache.enable()
 
 
 def _interrupt_note(args: argparse.Namespace) -> str:
@@ -452,8 +552,11 @@ def _interrupt_note(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _process_setup()
+    _process_setup(compiles=args.command in ("run", "simulate", "compare", "sweep", "gallery"),
+                   no_cache=getattr(args, "no_cache", False))
     try:
+        if args.command == "sweep" and args.merge is not None:
+            return _merge(args)
         if args.command == "plot":
             return _plot(args)
         if args.command == "cite":
@@ -464,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             return _configs(args)
         if args.command == "analyse":
             return _analyse(args)
+        if args.command == "gallery":
+            return _gallery(args)
         return _run(args)
     except ConfigError as e:
         print(f"dmft {args.command}: error: {e}", file=sys.stderr)

@@ -219,6 +219,14 @@ class SolverConfig:
         None, "int", "level 2 is evaluated every k steps, at the last step and at the twin's spectrum steps "
         "(default: every step up to T = 64, else about 64 steps)", lo=1, optional=True,
     )
+    sharpness: bool = _key(
+        False, "bool", "deep_linear: sharpness from theory — bulk edge and outliers of the stability kernel "
+        "K̃ = γ0²N JJᵀ/P at the steps of solver.outlier_every (theory), Lanczos λ_max at every step (twin)",
+    )
+    kernel: str = _key(
+        "train", "str", "deep_linear sharpness: kernel on the training inputs (the stability criterion), on fresh "
+        "inputs (a test-set kernel), or both", choices=("train", "fresh", "both"),
+    )
     ensemble: int = _key(16, "int", "sgd_sde: SDE ensemble members (vmapped)", lo=1, hi=100_000)
     record_every: int | None = _key(
         None, "int", "sgd_sde: record every k steps, theory and twin (default: about 50 records)", lo=1,
@@ -656,7 +664,14 @@ def _merge_overrides(
     for key, value in overrides.items():
         if key.startswith("sweep."):
             section, name = _resolve_key(key[6:], family, value)
-            out.setdefault("sweep", {})[f"{section}.{name}"] = value
+            table = out.setdefault("sweep", {})
+            # an override replaces the file's axis in place, however it was spelled
+            same = [k for k in table if _resolve_key(k, family) == (section, name)]
+            if same:
+                out["sweep"] = {(f"{section}.{name}" if k == same[0] else k): (value if k == same[0] else v)
+                                for k, v in table.items() if k not in same[1:]}
+            else:
+                table[f"{section}.{name}"] = value
             continue
         section, name = _resolve_key(key, family, value)
         out.setdefault(section, {})[name] = value

@@ -206,7 +206,8 @@ def test_sweep_summary_of_a_large_grid_lists_only_flagged_points():
 
 
 def test_compare_prints_and_draws_the_gap(cfg_path, tmp_path, capsys):
-    assert main(["compare", cfg_path, "--out", str(tmp_path), *SMALL, "--set", "solver.outliers=false"]) == 0
+    assert main(["compare", cfg_path, "--out", str(tmp_path), *SMALL, "--set", "solver.outliers=false",
+                 "--set", "simulate.record_spectra=false", "--no-figures"]) == 0
     out = capsys.readouterr().out
     ds = load_dataset(tmp_path / "result.nc")
     for name in ("train_loss", "test_loss"):
