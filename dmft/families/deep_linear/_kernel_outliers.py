@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from solvers.linalg import slogdet
@@ -37,6 +38,8 @@ __all__ = [
     "block_names",
     "step_operators",
     "star_map",
+    "star_terms",
+    "star_layout",
     "star_matrix",
     "star_matrix_from_map",
     "StepSpectrum",
@@ -236,83 +239,113 @@ def star_matrix_from_map(ops: Mapping[str, Array], bs: BulkScalars, c: _Consts, 
 # ------------------------------------------------------------------------------------------------------------
 
 
-def star_matrix(ops: Mapping[str, Array], bs: BulkScalars, c: _Consts, depth: int,
-                fresh: bool = False) -> Float[Array, "n n"]:
-    """𝔄(λ) assembled block by block: block (i, j) is the coefficient matrix of unknown j in equation i."""
+def star_terms(bs: BulkScalars, c: _Consts, depth: int, fresh: bool = False) -> list[tuple[str, str, str, Array]]:
+    """The blocks of 𝔄(λ) as terms (row block, column block, matrix key, scalar): block (i, j) is the sum of
+    scalar × matrix over its terms. Matrix keys name entries of :func:`step_operators` (suffix ``.T``:
+    transposed; ``I``: the masked identity). The list's structure does not depend on λ."""
     L = depth
-    names = block_names(L)
-    nb, b = len(names), ops["mask"].shape[0]
     m, p, a_st = bs.m, bs.p, bs.a_star
     s2, nu, alpha, eg, g0 = c.s2, c.nu, c.alpha, c.eg, c.gamma0
-    o = ops
-    eye = jnp.diag(o["mask"])
     d0 = 1 - m * p[0]
     k = s2 / (g0 * nu)
-    blocks: dict[tuple[str, str], Array] = {}
+    terms: list[tuple[str, str, str, Array]] = []
 
-    def add(row: str, col: str, mat: Array) -> None:
-        blocks[(row, col)] = blocks[(row, col)] + mat if (row, col) in blocks else mat
+    def add(row: str, col: str, mat: str, scal: Any) -> None:
+        terms.append((row, col, mat, scal))
 
-    def add_w(row: str, mat: Array) -> None:  # mat @ w, w = r_B^1/ν + ηγ0 c_g^1
-        add(row, "rB1", mat / nu)
-        add(row, "cg1", eg * mat)
+    def add_w(row: str, mat: str, scal: Any) -> None:  # scal·mat @ w, w = r_B^1/ν + ηγ0 c_g^1
+        add(row, "rB1", mat, scal / nu)
+        add(row, "cg1", mat, scal * eg)
 
     # P-site
-    add("rV", "rR", -(m / alpha) * o["H"].T)
-    add("cD", "rR", (m / alpha) * o["C_delta"])
-    add("cD", "cb", -(m / alpha) * o["H"])
+    add("rV", "rR", "H.T", -(m / alpha))
+    add("cD", "rR", "C_delta", m / alpha)
+    add("cD", "cb", "H", -(m / alpha))
     # D-site
-    add("rR", "rV", (p[0] / d0) * alpha * o["R"].T)
-    add_w("rR", ((p[0] / d0) * (m / alpha) + 1 / alpha) * o["Jp"].T)
-    add("rA0", "rV", (s2 / (g0 * nu * d0)) * alpha * o["J"].T)
-    add_w("rA0", -(s2 / (g0 * nu * d0)) * m * o["HJ"].T)
-    add("cq", "cD", o["Jp"] / d0)
-    add("cq", "rV", alpha * o["C_qb"] / d0)
-    add("cq", "cg1", -(m * k / d0) * o["HJ"])
-    add_w("cq", (m / d0) * o["C_q"])
+    add("rR", "rV", "R.T", (p[0] / d0) * alpha)
+    add_w("rR", "Jp.T", (p[0] / d0) * (m / alpha) + 1 / alpha)
+    add("rA0", "rV", "J.T", (s2 / (g0 * nu * d0)) * alpha)
+    add_w("rA0", "HJ.T", -(s2 / (g0 * nu * d0)) * m)
+    add("cq", "cD", "Jp", 1 / d0)
+    add("cq", "rV", "C_qb", alpha / d0)
+    add("cq", "cg1", "HJ", -(m * k / d0))
+    add_w("cq", "C_q", m / d0)
     # c_β = p_0⟨aβ̃⟩ + kJc_g^1 + C_β̃q w
-    add("cb", "cD", (p[0] / d0) * alpha * o["R"])
-    add("cb", "rV", (p[0] / d0) * alpha * o["C_beta"])
-    add("cb", "cg1", ((p[0] / d0) * m * k + k) * o["J"])
-    add_w("cb", ((p[0] / d0) * m + 1) * o["C_qb"].T)
+    add("cb", "cD", "R", (p[0] / d0) * alpha)
+    add("cb", "rV", "C_beta", (p[0] / d0) * alpha)
+    add("cb", "cg1", "J", (p[0] / d0) * m * k + k)
+    add_w("cb", "C_qb.T", (p[0] / d0) * m + 1)
     # N-sites
     phi = ["cq"] + [f"ce{ell}" for ell in range(1, L)]
     for ell in range(1, L + 1):
         c_ell = nu if ell == 1 else 1.0
         a = a_st[ell - 1]
         d = 1 - a * p[ell]
-        M, F, MQ, PM = o[f"M{ell}"], o[f"F{ell}"], o[f"MQ{ell}"], o[f"PM{ell}"]
-        Cgg, Cee, Cge = o[f"Cg{ell}"], o[f"Ce{ell}"], o[f"Cge{ell}"]
         f_cols = ((f"rA{ell - 1}", 1.0), (phi[ell - 1], eg))  # f = r_A^{ℓ−1} + ηγ0Φ_{ℓ−1}
         if ell < L:
             h_cols = ((f"rB{ell + 1}", 1.0), (f"cg{ell + 1}", eg))  # h = r_B^{ℓ+1} + ηγ0c_g^{ℓ+1}
-            for col, s in f_cols:
-                add(f"rB{ell}", col, s * s2 * c_ell * (p[ell] / d) * MQ.T)
-                add(f"rA{ell}", col, s * (s2 / d) * M.T)
-                add(f"ce{ell}", col, s * Cge.T / d)
-                add(f"cg{ell}", col, s * (p[ell] / d) * Cgg)
-            for col, s in h_cols:
-                add(f"rB{ell}", col, s * s2 * c_ell * ((p[ell] / d) * a + 1) * F.T)
-                add(f"rA{ell}", col, s * (s2 / d) * a * PM.T)
-                add(f"ce{ell}", col, s * (a / d) * Cee)
-                add(f"cg{ell}", col, s * ((p[ell] / d) * a + 1) * Cge)
-            add(f"ce{ell}", phi[ell - 1], (s2 / d) * F)
-            add(f"ce{ell}", f"cg{ell + 1}", (a / d) * s2 * PM)
-            add(f"cg{ell}", phi[ell - 1], (p[ell] / d) * s2 * MQ)
-            add(f"cg{ell}", f"cg{ell + 1}", ((p[ell] / d) * a + 1) * s2 * M)
+            for col, sc in f_cols:
+                add(f"rB{ell}", col, f"MQ{ell}.T", sc * s2 * c_ell * (p[ell] / d))
+                add(f"rA{ell}", col, f"M{ell}.T", sc * (s2 / d))
+                add(f"ce{ell}", col, f"Cge{ell}.T", sc / d)
+                add(f"cg{ell}", col, f"Cg{ell}", sc * (p[ell] / d))
+            for col, sc in h_cols:
+                add(f"rB{ell}", col, f"F{ell}.T", sc * s2 * c_ell * ((p[ell] / d) * a + 1))
+                add(f"rA{ell}", col, f"PM{ell}.T", sc * (s2 / d) * a)
+                add(f"ce{ell}", col, f"Ce{ell}", sc * (a / d))
+                add(f"cg{ell}", col, f"Cge{ell}", sc * ((p[ell] / d) * a + 1))
+            add(f"ce{ell}", phi[ell - 1], f"F{ell}", s2 / d)
+            add(f"ce{ell}", f"cg{ell + 1}", f"PM{ell}", (a / d) * s2)
+            add(f"cg{ell}", phi[ell - 1], f"MQ{ell}", (p[ell] / d) * s2)
+            add(f"cg{ell}", f"cg{ell + 1}", f"M{ell}", ((p[ell] / d) * a + 1) * s2)
         else:
-            for col, s in f_cols:
-                add(f"rB{ell}", col, s * s2 * c_ell * MQ.T / d)
-                add(f"cg{ell}", col, s * Cgg / d)
-            add(f"cg{ell}", phi[ell - 1], s2 * MQ / d)
-    zero = jnp.zeros((b, b))
-    skip = set(DATA_BLOCKS) if fresh else set()
-    rows = []
-    for rn in names:
-        rows.append(jnp.concatenate([
-            zero if (rn in skip or cn in skip) else blocks.get((rn, cn), zero) * eye.diagonal()[:, None]
-            for cn in names], axis=1))
-    return jnp.concatenate(rows, axis=0) * jnp.tile(o["mask"], nb)[None, :]
+            for col, sc in f_cols:
+                add(f"rB{ell}", col, f"MQ{ell}.T", sc * s2 * c_ell / d)
+                add(f"cg{ell}", col, f"Cg{ell}", sc / d)
+            add(f"cg{ell}", phi[ell - 1], f"MQ{ell}", s2 / d)
+    if fresh:
+        terms = [tm for tm in terms if tm[0] not in DATA_BLOCKS and tm[1] not in DATA_BLOCKS]
+    return terms
+
+
+def _resolve(ops: Mapping[str, Array], key: str) -> Array:
+    if key == "I":
+        return jnp.diag(ops["mask"])
+    return ops[key[:-2]].T if key.endswith(".T") else ops[key]
+
+
+class StarLayout(NamedTuple):
+    """λ-independent part of the blockwise 𝔄: stacked matrices and, per term, its block and matrix index."""
+
+    mats: Float[Array, "n_mats b b"]
+    rows: tuple
+    cols: tuple
+    mat_index: tuple
+    n_blocks: int
+
+
+def star_layout(ops: Mapping[str, Array], c: _Consts, depth: int, fresh: bool = False) -> StarLayout:
+    """Stack the matrices the terms of :func:`star_terms` use (once per step; the structure is static)."""
+    names = block_names(depth)
+    idx = {n: i for i, n in enumerate(names)}
+    dummy = BulkScalars(*(jnp.ones(s) for s in ((), (), (depth + 1,), (depth,), (depth,), ())))
+    terms = star_terms(dummy, c, depth, fresh)
+    keys = list(dict.fromkeys(tm[2] for tm in terms))
+    mask = ops["mask"]
+    mats = jnp.stack([_resolve(ops, k_) * jnp.outer(mask, mask) for k_ in keys])
+    return StarLayout(mats, tuple(idx[tm[0]] for tm in terms), tuple(idx[tm[1]] for tm in terms),
+                      tuple(keys.index(tm[2]) for tm in terms), len(names))
+
+
+def star_matrix(layout: StarLayout, bs: BulkScalars, c: _Consts, depth: int,
+                fresh: bool = False) -> Float[Array, "n n"]:
+    """𝔄(λ) assembled block by block from :func:`star_terms`: a gather, a scale and one scatter-add."""
+    terms = star_terms(bs, c, depth, fresh)
+    scal = jnp.stack([jnp.asarray(tm[3], dtype=jnp.float64) for tm in terms])
+    nb, b = layout.n_blocks, layout.mats.shape[-1]
+    blocks = scal[:, None, None] * layout.mats[np.asarray(layout.mat_index)]
+    grid = jnp.zeros((nb, nb, b, b)).at[np.asarray(layout.rows), np.asarray(layout.cols)].add(blocks)
+    return grid.transpose(0, 2, 1, 3).reshape(nb * b, nb * b)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -330,10 +363,10 @@ class StepSpectrum(NamedTuple):
     converged: Array
 
 
-def _logdet(A: Array, ops: Mapping[str, Array], kappa: Array, p: Any, c: _Consts, depth: int,
+def _logdet(A: Array, layout: StarLayout, kappa: Array, p: Any, c: _Consts, depth: int,
             fresh: bool) -> tuple[Array, Array]:
     bs = bulk_scalars(A, kappa, p.sigma, p.width_ratio, p.alpha)
-    mat = star_matrix(ops, bs, c, depth, fresh)
+    mat = star_matrix(layout, bs, c, depth, fresh)
     sign, logabs = slogdet(jnp.eye(mat.shape[0]) - mat)
     return sign, logabs
 
@@ -348,11 +381,11 @@ def step_spectrum(l1: Level1, p: Any, depth: int, b: int, t: Array, kappa: Array
        edge, so this is the note's u² grid in λ), each sign change refined by Chandrupatla's method in A.
     """
     c = _consts(p)
-    ops = step_operators(l1, b, t, depth)
+    layout = star_layout(step_operators(l1, b, t, depth), c, depth, fresh)
     lam_e, a_e = bulk_edge(kappa, p.sigma, p.width_ratio, p.alpha)
 
     def logdet(A: Array) -> tuple[Array, Array]:
-        return _logdet(A, ops, kappa, p, c, depth, fresh)
+        return _logdet(A, layout, kappa, p, c, depth, fresh)
 
     def f(A: Array) -> Array:
         sign, la = logdet(A)
