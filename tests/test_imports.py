@@ -162,13 +162,17 @@ for fam in REGISTRY:
     __import__(f"dmft.families.{fam}.theory"); __import__(f"dmft.families.{fam}.twin")
 after = {k: getattr(jax.config, k) for k in before}
 heavy = [m for m in ("matplotlib", "xarray") if m in sys.modules]
+from threadpoolctl import threadpool_info
+blas_before = [i["num_threads"] for i in threadpool_info()]
 cfg = dmft.load_config(None, overrides={"optim.steps": 4})
 ds = dmft.solve(cfg)
+blas_after = [i["num_threads"] for i in threadpool_info()]
 print(json.dumps({
     "env_changed": sorted(set(os.environ.items()) ^ set(before_env.items())),
     "flags_changed": {k: [before[k], after[k]] for k in before if before[k] != after[k]},
     "x64_after_solve": bool(jax.config.jax_enable_x64),
     "dtype": str(ds["test_loss"].dtype),
+    "blas_restored": blas_before == blas_after,
 }))
 """
 
@@ -184,6 +188,7 @@ def test_importing_the_library_changes_no_global_state() -> None:
     assert report["flags_changed"] == {}, report
     assert report["x64_after_solve"] is False
     assert report["dtype"] == "float64"
+    assert report["blas_restored"]
 
 
 def test_light_import() -> None:
