@@ -105,8 +105,10 @@ def test_keys_of_other_families_are_errors(name: str) -> None:
         default = dmft.config.spec_of(key)
         value = {"int": 2, "float": 0.5, "str": "x", "bool": True, "int_list": [1], "float_list": [0.5]}[default.kind]
         section, leaf = key.split(".")
+        data = {"model": {"family": name}}
+        data.setdefault(section, {})[leaf] = value  # same section as family: one table, not two
         with pytest.raises(dmft.ConfigError, match=f"does not apply to model.family = '{name}'"):
-            dmft.config.config_from_dict({"model": {"family": name}, section: {leaf: value}})
+            dmft.config.config_from_dict(data)
         with pytest.raises(dmft.ConfigError, match="does not apply"):
             dmft.load_config(None, overrides={"model.family": name, key: value})
         with pytest.raises(dmft.ConfigError, match="does not apply"):

@@ -7,7 +7,7 @@ initial bulk plus C outliers; with C ∝ D every step is an update of extensive 
 * theory (:mod:`.theory`): frozen readout — Dyson (variance-profile) equation for the whole singular-value
   density at every recorded step, population and finite α, exact at finite ν; full GD under μP — the exact ν = ∞
   mode-by-mode recursion; NTK — the lazy limit. Full GD at finite ν has no exact theory: :func:`.extrapolate`
-  fits the twin at several D to D = ∞ with error bars.
+  fits the twin at several D to D = ∞ with error bars (:mod:`._extrapolate`).
 * twin (:mod:`.twin`): the finite network in weight form (any α) and in the exact N-free Gram form.
 
 This module is light: nothing heavy is imported until a callable runs.
@@ -48,6 +48,12 @@ def _figures(theory: Any = None, twin: Any = None) -> dict[str, Any]:
     return figures(theory, twin)
 
 
+def _sweep_figures(grid: Any) -> dict[str, Any]:
+    from .figures import sweep_figures
+
+    return sweep_figures(grid)
+
+
 def _check(cfg: Any) -> None:
     from .problem import check_config
 
@@ -56,7 +62,9 @@ def _check(cfg: Any) -> None:
 
 def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = None) -> Any:
     """Twin at several D fitted to D = ∞ (edge ∝ D^{-2/3}, quantiles and losses ∝ 1/D), with error bars."""
-    from .extrapolate import extrapolate as _extrapolate
+    # The module is private (``_extrapolate``): a submodule named ``extrapolate`` would be bound over this
+    # function as a package attribute on first import, and the next call would hit a module.
+    from ._extrapolate import extrapolate as _extrapolate
 
     return _extrapolate(cfg, dims=dims, seeds=seeds, section=section)
 
@@ -92,6 +100,7 @@ FAMILY = Family(
     solve=_solve,
     simulate=_simulate,
     figures=_figures,
+    sweep_figures=_sweep_figures,
     section=ExtensiveOutputSection,
     oracles={"initial_test_loss": _initial_test_loss, "lazy_test_loss": _lazy_loss},
     papers=("2605.07870", "2511.18501"),
@@ -114,6 +123,8 @@ FAMILY = Family(
         "edge_by_dim": "seed-mean top singular value at each D",
         "quantiles_by_dim": "seed-mean quantiles at each D",
         "test_loss_by_dim": "seed-mean per-channel test loss at each D",
+        "edge_sem_by_dim": "standard error of the seed-mean top singular value at each D",
+        "quantiles_sem_by_dim": "standard error of the seed-mean quantiles at each D",
         "atom": "mass of the singular values at σ (ν = ∞: the directions the teacher does not reach)",
         "mass": "integrated mass of spectrum_density (1 up to quadrature error)",
     },

@@ -54,7 +54,8 @@ def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = No
     """Run the twin of ``cfg`` at each D in ``dims`` (default ``extensive_output.extrapolate_dims``) with
     ``seeds`` networks each (default ``extensive_output.extrapolate_seeds``, else simulate.seeds × D_max/D), and
     fit every observable to D = ∞ (module docstring). Returns a Dataset with the theory's names (``edge``,
-    ``quantiles``, ``test_loss``, ``train_loss``) plus ``*_err`` and the per-size means ``*_by_dim``."""
+    ``quantiles``, ``test_loss``, ``train_loss``) plus ``*_err``, the per-size seed means ``*_by_dim`` and the
+    standard errors of the edge and quantile means ``*_sem_by_dim``."""
     import xarray as xr
 
     from dmft.results import finalize, status_variables
@@ -90,7 +91,7 @@ def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = No
         sem = np.stack([e for _, e in vals])
         p = EDGE_EXPONENT if k == "edge" else BULK_EXPONENT
         y0, err, _ = fit_power(dims, mean, sem, p)
-        out[k], out[k + "_err"], out[k + "_by_dim"] = y0, err, mean
+        out[k], out[k + "_err"], out[k + "_by_dim"], out[k + "_sem_by_dim"] = y0, err, mean, sem
     ds = xr.Dataset(
         {
             "edge": ("t_spec", out["edge"]),
@@ -104,6 +105,8 @@ def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = No
             "edge_by_dim": (("dim", "t_spec"), out["edge_by_dim"]),
             "quantiles_by_dim": (("dim", "t_spec", "q"), out["quantiles_by_dim"]),
             "test_loss_by_dim": (("dim", "t"), out["test_loss_by_dim"]),
+            "edge_sem_by_dim": (("dim", "t_spec"), out["edge_sem_by_dim"]),
+            "quantiles_sem_by_dim": (("dim", "t_spec", "q"), out["quantiles_sem_by_dim"]),
             **status_variables(diverged, -1, True),
         },
         coords={"t": np.arange(prob.steps), "t_spec": rec, "q": levels, "dim": dims},
