@@ -21,8 +21,8 @@ import jax
 import numpy as np
 
 from dmft.families.mean_field import input_gram, linear_outliers, march_linear
-from dmft.families.mean_field._data import synthetic_dataset
 from dmft.families.mean_field._linear import full_two_time, global_residual
+from dmft.families.mean_field.problem import synthetic_dataset
 from dmft.families.mean_field.twin import train_network
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dmft
-from dmft.families.sgd_sde import _dataset, _solve
+from dmft.families.sgd_sde import _solve, problem
 
 
 def _config(drift: str, level: str, rows: int, cols: int, ensemble: int, steps: int) -> dmft.Config:
@@ -46,16 +46,16 @@ def _config(drift: str, level: str, rows: int, cols: int, ensemble: int, steps: 
 def jax_rate(drift: str, level: str, rows: int, cols: int, ensemble: int, steps: int) -> tuple[float, float]:
     """(member-steps per second, compile seconds)."""
     cfg = _config(drift, level, rows, cols, ensemble, steps)
-    values = {k: jnp.asarray(v, jnp.float64) for k, v in _dataset.hyper_values(cfg).items()}
+    values = {k: jnp.asarray(v, jnp.float64) for k, v in problem.hyper_values(cfg).items()}
     static = _solve._static(cfg)
     t0 = time.perf_counter()
-    compiled = _solve.sde_ensemble.lower(values, **static).compile()
+    compiled = _solve.sde_ensemble.lower(values, 0, **static).compile()
     t1 = time.perf_counter()
-    jax.block_until_ready(compiled(values))
+    jax.block_until_ready(compiled(values, 0))
     best = np.inf
     for _ in range(3):
         t2 = time.perf_counter()
-        jax.block_until_ready(compiled(values))
+        jax.block_until_ready(compiled(values, 0))
         best = min(best, time.perf_counter() - t2)
     return ensemble * steps / best, t1 - t0
 

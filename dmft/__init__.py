@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "solve": "dmft.api",
     "simulate": "dmft.api",
-    "sweep": "dmft.api",
+    "sweep": "dmft.sweep",
     "compare": "dmft.api",
     "citation": "dmft.api",
     "save_dataset": "dmft.io",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +80,29 @@ def _sanitize(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _new_temp(path: Path) -> str:
+    """A new empty file next to ``path``, created with mode 0o666 so that the user's umask decides who can read
+    the result (``tempfile.mkstemp`` would make it 0600 whatever the umask)."""
+    while True:
+        tmp = path.with_name(f".{path.stem}-{secrets.token_hex(6)}.nc.part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(tmp)
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def save_dataset(ds: xr.Dataset, path: str | Path, keep_previous: bool = True) -> Path:
     """Write ``ds`` to netCDF atomically.
 
     The file is written next to ``path`` under a temporary name and moved into place only when complete, so a
     failed or interrupted run leaves any earlier file untouched. When ``path`` exists and ``keep_previous`` is
-    set, the earlier file is kept as ``<stem>-<timestamp>.nc`` instead of being overwritten.
+    set, the earlier file is kept as ``<stem>-<timestamp>.nc`` instead of being overwritten. The file's mode
+    honours the umask (0644 under the usual umask 022).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".nc.part", dir=path.parent)
-    os.close(fd)
+    tmp = _new_temp(path)
     try:
         _sanitize(ds).to_netcdf(tmp, engine=_ENGINE)
         if path.exists() and keep_previous:

@@ -11,11 +11,54 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "PALETTE", "STYLE", "style", "use_style", "layer_label",
     "loss_figure", "sweep_loss_figure", "spectrum_figure", "outlier_trajectory_figure", "sharpness_figure",
     "outliers_vs_width_figure", "lr_transfer_figure", "figures_for", "merge_compare", "split_compare",
 ]
 
 SIM_PREFIX = "sim_"
+
+#: Okabe–Ito colours (safe for the common colour-vision deficiencies): C0 blue = theory, C1 orange = twin,
+#: C2 green, C3 vermillion (references such as 2/η and outliers), then sky blue, reddish purple, yellow, black.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
+
+#: rcParams of every standard figure (applied by :func:`style`; sequential maps stay viridis, also safe).
+STYLE = {
+    "axes.prop_cycle": None,  # set on first use (cycler is imported with matplotlib)
+    "image.cmap": "viridis",
+    "legend.fontsize": 8,
+    "legend.framealpha": 0.85,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "figure.dpi": 100,
+    "mathtext.fontset": "dejavusans",
+}
+
+
+def _style_params() -> dict[str, Any]:
+    from cycler import cycler
+
+    return {**STYLE, "axes.prop_cycle": cycler(color=list(PALETTE))}
+
+
+def style() -> Any:
+    """Context manager: the library's figure style (colour-blind-safe palette, sizes); every standard figure made
+    through :func:`figures_for`, the CLI and the gallery is drawn inside it."""
+    import matplotlib
+
+    return matplotlib.rc_context(_style_params())
+
+
+def use_style() -> None:
+    """Apply :func:`style` to the whole session (for notebooks: figures made by direct calls look the same)."""
+    import matplotlib
+
+    matplotlib.rcParams.update(_style_params())
+
+
+def layer_label(layer: int, normalized: bool = False) -> str:
+    """Mathtext name of a weight matrix: $W^{0}$, or $M^{1} = W^{1}/\\sqrt{N}$ when ``normalized``."""
+    return f"$M^{{{layer}}} = W^{{{layer}}}/\\sqrt{{N}}$" if normalized else f"$W^{{{layer}}}$"
 
 
 def _plt() -> Any:
@@ -28,11 +71,13 @@ def _plt() -> Any:
     return plt
 
 
-def _band(ax: Any, t: np.ndarray, runs: xr.DataArray, color: str, label: str) -> None:
+def _band(ax: Any, t: np.ndarray, runs: xr.DataArray, color: str, label: str | None) -> None:
+    """Twin: mean over seeds as points with ±1 std error bars (at most about 40 of them)."""
+    runs = runs.where(np.isfinite(runs))  # draw what is finite: a diverged seed's inf is left out
     mean = runs.mean("seed").values
     std = runs.std("seed").values if runs.sizes["seed"] > 1 else np.zeros_like(mean)
-    ax.plot(t, mean, "o", ms=3, color=color, label=label)
-    ax.fill_between(t, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    every = max(1, len(t) // 40)
+    ax.errorbar(t[::every], mean[::every], yerr=std[::every], fmt="o", ms=3, lw=0.8, color=color, label=label)
 
 
 def loss_figure(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None, logy: bool = True) -> Any:
@@ -45,6 +90,7 @@ def loss_figure(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None,
         if sim is not None and name in sim:
             _band(ax, sim["t"].values, sim[name], "C1", f"twin ({twin_size(sim)}, {sim.sizes['seed']} seeds)")
         ax.set_xlabel("step t")
+        ax.set_ylabel(name.replace("_", " ") + (" (log scale)" if logy else ""))
         ax.set_title(name.replace("_", " "))
         if logy:
             ax.set_yscale("log")
@@ -71,18 +117,23 @@ def spectrum_figure(sim: xr.Dataset, bulk: dict[int, Any] | None = None, outlier
             ax = axes[r, c]
             sv = sim["spectrum"].sel(t_spec=ts, layer=layer).values.ravel()
             sv = sv[np.isfinite(sv)]
-            ax.hist(sv, bins=60, density=True, color="C1", alpha=0.6, label="twin")
-            if bulk is not None and layer in bulk:
+            if sv.size:
+                ax.hist(sv, bins=60, density=True, color="C1", alpha=0.6, label="twin")
+            else:  # every network diverged before this step: nothing finite to draw
+                ax.text(0.5, 0.5, "diverged: no finite values", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8, color="red")
+            if bulk is not None and layer in bulk and sv.size:
                 s = np.linspace(1e-6, sv.max() * 1.05, 400)
                 ax.plot(s, bulk[layer](s), "C0-", lw=1.2, label="bulk law")
             if outliers is not None and r == len(steps) - 1:
                 vals = outliers.sel(layer=layer).sel(t=ts, method="nearest").values
-                for v in vals[np.isfinite(vals)]:
-                    ax.axvline(v, color="C3", lw=1)
+                for j, v in enumerate(vals[np.isfinite(vals)]):
+                    ax.axvline(v, color="C3", lw=1, label="DMFT outliers" if j == 0 else None)
             ax.set_yscale("log")
-            ax.set_title(f"W^{layer}, t = {ts}", fontsize=9)
+            ax.set_title(f"{layer_label(layer)}, t = {ts}", fontsize=9)
             ax.set_xlabel("singular value")
-            if r == 0 and c == 0:
+            ax.set_ylabel("density (log scale)")
+            if c == 0 and r == len(steps) - 1 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -117,7 +168,7 @@ def outlier_trajectory_figure(theory: xr.Dataset | None, sim: xr.Dataset | None,
             for j in range(mean.shape[1]):
                 ax.errorbar(sim["t_spec"].values, mean[:, j], yerr=std[:, j], fmt="o", ms=3, color="C1",
                             label="twin top singular values" if j == 0 else None)
-        ax.set_title(f"W^{layer}")
+        ax.set_title(layer_label(layer))
         ax.set_xlabel("step t")
         ax.set_ylabel("singular value")
         ax.legend(fontsize=7)
@@ -135,14 +186,15 @@ def sharpness_figure(
     from .io import config_of
 
     cfg = config_of(sim)
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    _band(ax, sim["t_spec"].values, sim["sharpness"], "C1", "twin λ_max(K̃)")
-    ax.axhline(2 / cfg.optim.lr, color="C3", ls="--", label="2/η (edge of stability)")
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    _band(ax, sim["t_spec"].values, sim["sharpness"], "C1", r"twin $\lambda_{\max}(\tilde K)$")
+    ax.axhline(2 / cfg.optim.lr, color="C3", ls="--", label=r"$2/\eta$ (edge of stability)")
     if reference is not None:
         ax.axhline(reference, color="C0", ls=":", label=reference_label)
     ax.set_xlabel("step t")
-    ax.set_ylabel("sharpness")
-    ax.legend(fontsize=7)
+    ax.set_ylabel(r"sharpness $\lambda_{\max}(\tilde K)$")
+    # outside the axes: the legend must not hide the 2/η line
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 
@@ -178,11 +230,18 @@ def outliers_vs_width_figure(grid: xr.Dataset) -> Any:
                     sp = sp.isel({d: 0 for d in extra})
                     ax.errorbar(grid["t_spec"].values, sp.mean("seed").values, yerr=sp.std("seed").values,
                                 fmt="o", ms=3, color=color)
-            ax.set_title(f"W^{layer}" + (f", {sel['parameterization']}" if sel else ""), fontsize=9)
+            ax.set_title(layer_label(layer) + (f", {sel['parameterization']}" if sel else ""), fontsize=9)
             ax.set_xlabel("step t")
-            ax.set_ylabel("top outlier")
+            ax.set_ylabel("top outlier (singular value)")
             if r == 0 and c == 0:
-                ax.legend(fontsize=6)
+                handles, labels = ax.get_legend_handles_labels()
+                if "sim_spectrum" in grid:
+                    from matplotlib.lines import Line2D
+
+                    handles += [Line2D([], [], color="0.3"),
+                                Line2D([], [], color="0.3", marker="o", ls="none", ms=3)]
+                    labels += ["DMFT (lines)", "twin top singular value"]
+                ax.legend(handles, labels, fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -216,42 +275,89 @@ def lr_transfer_figure(grid: xr.Dataset, name: str = "test_loss") -> Any:
                             color=color)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("learning rate η")
-        ax.set_ylabel(f"final {name.replace('_', ' ')}")
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xticks(lrs, [f"{x:g}" for x in lrs], fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("learning rate η (log scale)")
+        ax.set_ylabel(f"final {name.replace('_', ' ')} (log scale)")
         ax.set_title(sel.get("parameterization", ""), fontsize=9)
-        ax.legend(fontsize=6)
+        handles, labels = ax.get_legend_handles_labels()
+        if "sim_" + name in grid:
+            from matplotlib.lines import Line2D
+
+            handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", marker="o", ls="none", ms=3)]
+            labels += ["DMFT (lines)", "twin mean ± std"]
+        if "diverged" in grid and bool(np.any(grid["diverged"].values)):
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], color="0.3", marker="x", ls="none"))
+            labels.append("diverged")
+        ax.legend(handles, labels, fontsize=6)
     fig.tight_layout()
     return fig
 
 
-def sweep_loss_figure(grid: xr.Dataset, name: str = "test_loss") -> Any:
-    """Loss curves over a sweep: one panel per value of the second axis (if any), colour = first axis."""
+def sweep_loss_figure(grid: xr.Dataset, name: str = "test_loss", max_panels: int = 30) -> Any:
+    """Loss curves over a sweep: colour = the first sweep axis; one panel per combination of the values of every
+    other axis (none is dropped), wrapped into rows; twin means (``sim_`` variables) as points with ±1 std bars.
+    The figure stays within 16 × 12 in; beyond ``max_panels`` panels the remaining ones are left out and the
+    figure says so."""
+    import itertools
+    import math
+
     plt = _plt()
     axes_names = [d for d in grid[name].dims if d not in ("t", "seed")]
     if not axes_names:
         return loss_figure(grid)
-    first = axes_names[0]
-    rest = axes_names[1:]
-    panels = [{}] if not rest else [{rest[0]: v} for v in grid[rest[0]].values]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    first, rest = axes_names[0], axes_names[1:]
+    panels = [dict(zip(rest, vals, strict=True)) for vals in itertools.product(*(grid[d].values for d in rest))]
+    shown = panels[:max_panels]
+    ncols = min(len(shown), 4)
+    nrows = math.ceil(len(shown) / ncols)
+    w, h = min(3.6, 15.5 / ncols), min(2.9, 11.0 / nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols + 1.6, h * nrows + 0.4), squeeze=False,
+                             sharex=True, sharey=True)
     cmap = plt.get_cmap("viridis")
-    for ax, sel in zip(axes[0], panels, strict=True):
-        sub = grid[name].sel(sel)
+    twin = SIM_PREFIX + name if not name.startswith(SIM_PREFIX) and SIM_PREFIX + name in grid else None
+    t = grid["t"].values
+    for k, (ax, sel) in enumerate(zip(axes.ravel(), shown, strict=False)):
         for i, v in enumerate(grid[first].values):
-            curve = sub.sel({first: v})
-            extra = [d for d in curve.dims if d not in ("t", "seed")]
-            if extra:
-                curve = curve.isel({d: 0 for d in extra})
+            color = cmap(i / max(1, grid.sizes[first] - 1))
+            curve = grid[name].sel({**sel, first: v})
             if "seed" in curve.dims:
                 curve = curve.mean("seed")
-            ax.plot(grid["t"].values, curve.values, color=cmap(i / max(1, grid.sizes[first] - 1)),
-                    label=f"{first} = {v}")
+            ax.plot(t, curve.values, color=color, label=f"{first} = {v}")
+            if twin is not None:
+                runs = grid[twin].sel({**sel, first: v})
+                every = max(1, len(t) // 12)
+                std = runs.std("seed").values if runs.sizes.get("seed", 1) > 1 else np.zeros(len(t))
+                ax.errorbar(t[::every], runs.mean("seed").values[::every], yerr=std[::every], fmt="o", ms=2.5,
+                            color=color, lw=0.8)
         ax.set_yscale("log")
-        ax.set_xlabel("step t")
-        ax.set_ylabel(name.replace("_", " "))
-        ax.set_title(", ".join(f"{k} = {v}" for k, v in sel.items()) or name)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(", ".join(f"{d} = {v}" for d, v in sel.items()) or name.replace("_", " "), fontsize=8)
+        if k % ncols == 0:
+            ax.set_ylabel(name.replace(SIM_PREFIX, "twin ").replace("_", " ") + " (log scale)")
+        if k >= len(shown) - ncols:
+            ax.set_xlabel("step t")
+    for ax in axes.ravel()[len(shown):]:
+        ax.set_visible(False)
+    theory = np.asarray(grid[name].values, dtype=float)
+    theory = theory[np.isfinite(theory) & (theory > 0)]
+    if theory.size:  # the y range of the curves (a diverging twin run would squash every panel)
+        lo, hi = float(theory.min()), float(theory.max())
+        axes[0, 0].set_ylim(lo / 1.5, hi * 3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if twin is not None:
+        from matplotlib.lines import Line2D
+
+        handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", marker="o", ls="none", ms=3)]
+        labels += ["DMFT (lines)", "twin mean ± std"]
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0 - 1.5 / fig.get_figwidth(), 0.98),
+               fontsize=7)
+    note = f" (first {max_panels} of {len(panels)} panels)" if len(panels) > len(shown) else ""
+    fig.suptitle(f"{name.replace('_', ' ')}: colour = {first}" + note, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1.0 - 1.6 / fig.get_figwidth(), 1))
     return fig
 
 
@@ -295,14 +401,15 @@ def figures_for(ds: xr.Dataset) -> dict[str, Any]:
 
     family = get_family(config_of(ds).model.family)
     kind = ds.attrs.get("kind", "theory")
-    if ds.attrs.get("sweep_axes"):
-        if family.sweep_figures is not None:
-            return family.sweep_figures(ds)
-        name = "test_loss" if "test_loss" in ds else next(iter(ds.data_vars))
-        return {"sweep": sweep_loss_figure(ds, name)}
-    if kind == "compare":
-        theory, sim = split_compare(ds)
-        return family.figures(theory, sim)
-    if kind == "simulation":
-        return family.figures(None, ds)
-    return family.figures(ds, None)
+    with style():
+        if ds.attrs.get("sweep_axes"):
+            if family.sweep_figures is not None:
+                return family.sweep_figures(ds)
+            name = "test_loss" if "test_loss" in ds else next(iter(ds.data_vars))
+            return {"sweep": sweep_loss_figure(ds, name)}
+        if kind == "compare":
+            theory, sim = split_compare(ds)
+            return family.figures(theory, sim)
+        if kind == "simulation":
+            return family.figures(None, ds)
+        return family.figures(ds, None)

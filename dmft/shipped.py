@@ -43,11 +43,13 @@ def describe(path: Path) -> str:
 def find_config(name_or_path: str) -> Path:
     """A config file: an existing path as given, else a shipped config by name (one-line error otherwise)."""
     p = Path(name_or_path)
-    if p.is_file() or p.suffix == ".toml" or p.parent != Path("."):
+    if p.is_file() or p.suffix == ".toml":
         return p  # a path: load_config reports it if missing
     shipped = list_configs()
-    if name_or_path in shipped:
+    if name_or_path in shipped:  # a name, also one with its folder (sweeps/lr_transfer, figures/dl_mup)
         return shipped[name_or_path]
+    if p.parent != Path("."):
+        return p
     tails = [k for k in shipped if k.rsplit("/", 1)[-1] == name_or_path]
     if len(tails) == 1:
         return shipped[tails[0]]

@@ -1,10 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,12 +25,18 @@
 # %%
 import time
 
+import jax
 import matplotlib.pyplot as plt
 
 import dmft
 import dmft.api as api
 from dmft.families import diagonal_linear as dl
 from dmft.families.diagonal_linear import figures as dlf
+from dmft.plot import use_style
+from dmft.shipped import find_config  # shipped configs by name: runs from any folder
+
+jax.config.update("jax_enable_x64", True)  # the array-level solvers below are float64
+use_style()  # the library's colour-blind-safe figure style
 
 SMALL = {
     "optim.steps": 60,
@@ -38,7 +46,7 @@ SMALL = {
     "simulate.seeds": 2,
     "simulate.snapshots": [0, 10, 30, 59],
 }
-cfg = dmft.load_config("configs/diagonal_linear.toml", overrides={**SMALL, "optim.lr": 0.12})
+cfg = dmft.load_config(find_config("diagonal_linear"), overrides={**SMALL, "optim.lr": 0.12})
 
 # %% [markdown]
 # ## 1. Losses and histograms of β: theory against the twin
@@ -72,7 +80,7 @@ figs["beta_hist"]
 
 # %%
 sweep = dmft.load_config(
-    "configs/sweeps/diagonal_linear_init_scale.toml",
+    find_config("diagonal_linear_init_scale"),
     overrides={
         **SMALL,
         "optim.steps": 100,

@@ -1,7 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,16 +22,18 @@
 # Sizes are small so that this notebook runs in the test suite.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
+import jax
 import numpy as np
 
 import dmft
 from dmft.families.mean_field import initial_kernels, input_gram, lazy_oracle, make_dataset
 from dmft.families.mean_field.figures import figures
+from dmft.plot import use_style
+from dmft.shipped import find_config  # shipped configs by name: runs from any folder
 
-cfg = dmft.load_config("configs/mean_field.toml", overrides={"simulate.width": 512, "simulate.seeds": 2})
+jax.config.update("jax_enable_x64", True)  # the array-level solvers below are float64
+use_style()  # the library's colour-blind-safe figure style
+cfg = dmft.load_config(find_config("mean_field"), overrides={"simulate.width": 512, "simulate.seeds": 2})
 theory, twin = dmft.compare(cfg)
 twin_loss = float(twin.train_loss.isel(t=-1).mean())
 print(f"final train loss: theory {float(theory.train_loss[-1]):.4f}, twin {twin_loss:.4f}")
@@ -81,7 +88,7 @@ for sigma in (0.5, 0.7, 0.9):
 # process; the twin's outputs approach the theory as N grows.
 
 # %%
-relu = dmft.load_config("configs/mean_field_relu.toml", overrides={
+relu = dmft.load_config(find_config("mean_field_relu"), overrides={
     "model.depth": 1, "optim.steps": 8, "solver.samples": 4000, "simulate.seeds": 4})
 th = dmft.solve(relu)
 for n in (128, 2048):

@@ -1,10 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,16 +23,19 @@
 # for publication figures.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
+import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
 import dmft
 import dmft.api as api
 from dmft.families import sgd_sde
+from dmft.families.sgd_sde import figures as sgd_figures
+from dmft.plot import use_style
 from dmft.spectra import fits
+
+jax.config.update("jax_enable_x64", True)  # the array-level solvers below are float64
+use_style()  # the library's colour-blind-safe figure style
 
 ENSEMBLE = 16
 STEPS = 501
@@ -158,5 +163,5 @@ sweep = dmft.load_config(
 )
 sde_grid = api.sweep(sweep, progress=False)
 sgd_grid = api.sweep(sweep, kind="simulate", progress=False)
-fig = sgd_sde.phase_map_figure(sde_grid, sgd_grid)
+fig = sgd_figures.phase_map_figure(sde_grid, sgd_grid)
 print(sgd_grid["phase_fraction"].to_dataframe().unstack("phase_name")["phase_fraction"])

@@ -1,7 +1,12 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,15 +23,16 @@
 # publication figures.
 
 # %%
-import matplotlib
-
-matplotlib.use("Agg")
+import jax
 import numpy as np
 
 import dmft
-from dmft.plot import lr_transfer_figure, outlier_trajectory_figure, outliers_vs_width_figure
+from dmft.plot import lr_transfer_figure, outliers_vs_width_figure, use_style
+from dmft.shipped import find_config  # shipped configs by name: runs from any folder
 
-cfg = dmft.load_config("configs/deep_linear_mup.toml", overrides={
+jax.config.update("jax_enable_x64", True)  # float64 throughout (the array-level solvers need it)
+use_style()  # the library's colour-blind-safe figure style
+cfg = dmft.load_config(find_config("deep_linear_mup"), overrides={
     "optim.steps": 21, "simulate.dim": 100, "simulate.seeds": 2, "simulate.spectrum_every": 10})
 theory = dmft.solve(cfg)
 twin = dmft.simulate(cfg)
@@ -45,8 +51,7 @@ print("escape steps:", theory.escape_step.sel(k=0).values, "bulk edges:", theory
 from dmft.families.deep_linear.figures import figures  # noqa: E402
 
 figs = figures(theory, twin)
-print(sorted(figs))
-outlier_trajectory_figure(theory, twin)
+print(sorted(figs))  # drawn below: losses, spectra, outliers (outlier_trajectory_figure), sharpness
 
 # %% [markdown]
 # ## μP vs NTK: outliers against width
@@ -54,12 +59,12 @@ outlier_trajectory_figure(theory, twin)
 # shrinks as ν^{-1/2} and the outliers fall back toward the bulk edge.
 
 # %%
-sweep_cfg = dmft.load_config("configs/sweeps/outliers_width.toml", overrides={
+sweep_cfg = dmft.load_config(find_config("outliers_width"), overrides={
     "optim.steps": 16, "sweep.width_ratio": [0.5, 2, 8]})
 grid = dmft.sweep(sweep_cfg, progress=False)
 late = grid.outlier_sv.sel(layer=1, k=0).isel(t=-1)
 print(late.to_pandas())
-outliers_vs_width_figure(grid)
+fig = outliers_vs_width_figure(grid)
 
 # %% [markdown]
 # ## Learning-rate transfer
@@ -67,9 +72,9 @@ outliers_vs_width_figure(grid)
 # Learning rates past stability are flagged `diverged`.
 
 # %%
-lr_cfg = dmft.load_config("configs/sweeps/lr_transfer.toml", overrides={
+lr_cfg = dmft.load_config(find_config("lr_transfer"), overrides={
     "sweep.width_ratio": [1, 4], "sweep.lr": [0.02, 0.08, 0.32], "optim.steps": 20})
 lr_grid = dmft.sweep(lr_cfg, progress=False)
 best = lr_grid.test_loss.isel(t=-1).fillna(np.inf).idxmin("lr")
 print(best.to_pandas())
-lr_transfer_figure(lr_grid)
+fig = lr_transfer_figure(lr_grid)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Float
 
-__all__ = ["eigh", "eigvalsh", "svdvals", "slogdet", "cholesky"]
+__all__ = ["eigh", "eigvalsh", "svd", "svdvals", "slogdet", "cholesky"]
 
 
 def _sequential_under_vmap(fn: Callable[[Array], Any]) -> Callable[[Array], Any]:
@@ -51,6 +51,12 @@ def eigh(a: Float[Array, "k k"]) -> tuple[Float[Array, " k"], Float[Array, "k k"
 def eigvalsh(a: Float[Array, "k k"]) -> Float[Array, " k"]:
     """Eigenvalues (ascending) of a symmetric matrix."""
     return jnp.linalg.eigvalsh(a)
+
+
+@_sequential_under_vmap
+def svd(a: Float[Array, "m n"]) -> tuple[Float[Array, "m k"], Float[Array, " k"], Float[Array, "k n"]]:
+    """Thin SVD (U, singular values descending, Vᵀ)."""
+    return jnp.linalg.svd(a, full_matrices=False)
 
 
 @_sequential_under_vmap

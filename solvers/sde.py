@@ -70,8 +70,9 @@ def euler_maruyama(
     args: Any = None,
     observe: Callable[[Array, PyTree, Any], PyTree] | None = None,
     project: Callable[[PyTree], PyTree] | None = None,
+    tail: int = 0,
 ) -> tuple[PyTree, PyTree]:
-    """Integrate from ``x0`` for ``(n_records - 1) * record_every`` steps of size ``dt``.
+    """Integrate from ``x0`` for ``(n_records - 1) * record_every + tail`` steps of size ``dt``.
 
     Args:
       drift, diffusion: ``f(t, x, args)`` and ``g(t, x, args)``; ``g`` returns a pytree like ``x`` (or of
@@ -85,10 +86,12 @@ def euler_maruyama(
       observe: ``obs(t, x, args)`` evaluated at each record (default: the state itself); record only what you
         need to keep memory at O(n_records · size of obs).
       project: optional map applied after every step.
+      tail: steps after the last regular record, followed by one more record (static; 0: none). With it the
+        records can end at any step, e.g. the last one of a run whose length is not a multiple of ``record_every``.
 
     Returns:
       ``(records, x_final)``: ``records`` stacks ``observe`` along a new leading axis of length ``n_records``
-      (times 0, k h, 2k h, ...); ``x_final`` is the state at the last record.
+      (times 0, k h, 2k h, ...), plus one at the end of the tail; ``x_final`` is the state at the last record.
     """
     obs = observe if observe is not None else (lambda t, x, a: x)
     dt = jnp.asarray(dt, dtype=jax.tree_util.tree_leaves(x0)[0].dtype)
@@ -106,6 +109,10 @@ def euler_maruyama(
 
     k0 = jnp.asarray(0, dtype=jnp.int32)
     first = obs(jnp.zeros((), dt.dtype), x0, args)
-    (x_final, _), rest = jax.lax.scan(outer, (x0, k0), None, length=n_records - 1)
-    records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
-    return records, x_final
+    carry, rest = jax.lax.scan(outer, (x0, k0), None, length=n_records - 1)
+    parts = [jax.tree_util.tree_map(lambda a: a[None], first), rest]
+    if tail:
+        carry, _ = jax.lax.scan(inner, carry, None, length=tail)
+        parts.append(jax.tree_util.tree_map(lambda a: a[None], obs(carry[1].astype(dt.dtype) * dt, carry[0], args)))
+    records = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+    return records, carry[0]

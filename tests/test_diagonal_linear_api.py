@@ -47,14 +47,17 @@ def test_dataset_contract(theory_and_twin):
         "test_loss_small_init",
     ):
         assert th[name].dims == ("t",) and th[name].dtype == np.float64 and th.sizes["t"] == T
-    assert th["C_beta"].dims == ("t", "s") and th["beta"].dims == ("t_snap", "sample")
+    assert th["C_beta"].dims == ("t", "s") and th["beta"].dims == ("t_snap", "i")
     assert bool(th["converged"]) and float(th["residual"]) < 1e-12 and not bool(th["diverged"])
     assert th["test_loss"].values[0] == pytest.approx(0.5 * (1 + 0.01), abs=1e-12)
+    # nothing learnt at t = 0: the residual is y = Xβ*/√d + ε, so train = ½(ρ* + σ_ε²) exactly (H(0,0) = 1)
+    assert th["train_loss"].values[0] == pytest.approx(0.5 * (1 + 0.01), abs=1e-12)
     assert np.all(th["test_loss_mcse"].values[1:] > 0) and np.isfinite(float(th["test_loss_fixed_point"]))
     assert (
         sim["test_loss"].dims == ("seed", "t") and sim.sizes["seed"] == 2 and sim["beta"].dims[1] == "t_snap"
     )
-    assert list(th["t_snap"].values) == list(sim["t_snap"].values) == [0, 5, 10, 14, 19]
+    # dmft.results.record_steps: 0, k, 2k, … and the last step, the same steps for theory and twin
+    assert list(th["t_snap"].values) == list(sim["t_snap"].values) == [0, 4, 8, 12, 16, 19]
     assert th.attrs["model.family"] == "diagonal_linear"
 
 
@@ -92,7 +95,9 @@ def test_theory_flags_divergence():
         th = dmft.api.solve(cfg)
     step = int(th["divergence_step"])
     assert bool(th["diverged"]) and not bool(th["converged"]) and 0 < step < cfg.optim.steps
-    assert np.isnan(th["test_loss"].values[step:]).all() and np.isfinite(th["test_loss"].values[:step]).all()
+    # one convention (dmft.results): the loss at the divergence step is shown, every value after it is NaN
+    assert np.isnan(th["test_loss"].values[step + 1 :]).all() and np.isfinite(th["test_loss"].values[:step]).all()
+    assert np.isnan(th["C_beta"].values[step + 1 :]).all() and np.isnan(th["C_beta"].values[:, step + 1 :]).all()
 
 
 def test_cli_run_writes_result_and_figures(tmp_path, repo_root):

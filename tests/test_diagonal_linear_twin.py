@@ -52,15 +52,41 @@ def test_twin_converges_to_dmft(form, weight_decay, a, lr):
         x = (out["beta_star"] ** 2).mean(1) - p.teacher_variance
         for name, theory in (("test_loss", test), ("train_loss", train_l)):
             mean, se = control_variate_mean(out[name], x)
-            # Tolerance at each t: 4 standard errors of the twin mean (0.002–0.008) plus 0.005 for the DMFT's
-            # own
-            # Monte Carlo error at S = 16000. Measured max gaps 0.003–0.009 at every d from 50 to 1600: a
-            # solver
-            # off by 2% of the loss would fail.
-            assert np.all(np.abs(mean - theory) < 4 * se + 0.005), (name, d)
+            # Tolerance at each t: 4 standard errors of the twin mean plus 3 % of the loss for the DMFT's own
+            # Monte Carlo error at S = 16000 (measured: 1–4 % between keys, heavy-tailed), relative, so that it
+            # does not swamp the late train loss (0.0026 at t = 39, where the old absolute 0.005 was 190 %).
+            # Measured max relative gaps 0.6–2 % (test), 4–7 % (train, twin se 1–4 %).
+            assert np.all(np.abs(mean - theory) < 4 * se + 0.03 * theory + 1e-6), (name, d)
         rms[d] = np.sqrt(np.mean((out["test_loss"] - test[None, :]) ** 2))
     # 16× the dimension: the per-network deviation shrinks by about 4 (measured 3.3 for both forms).
     assert rms[1600] < rms[100] / 2.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("form", "weight_decay", "a", "lr"), [("uv", 0.0, 0.5, 0.1), ("pm", 0.5, 0.3, 0.05)])
+def test_time_averaged_losses_to_three_percent(form, weight_decay, a, lr):
+    """The precise version (about 3 min): DMFT at S = 128000 against 64 networks at d = 400 and 1600, the
+    time-averaged relative gap of the seed mean (control variate on |β*|²/d) over t = 1..39.
+
+    Measured gap (± twin standard error) d = 400 → 1600: train uv 0.031 ± 0.017 → −0.002 ± 0.008, pm 0.018 ±
+    0.011 → 0.001 ± 0.006; test uv −0.001 ± 0.006 → 0.008 ± 0.003, pm −0.001 ± 0.006 → 0.007 ± 0.003; two DMFT keys
+    at S = 128000 differ by 1.2 % (train) and 0.8 % (test). Bound at d = 1600: 3 % (about 2.5 combined standard
+    deviations); a train loss 5 % low gives gaps 5.1 % (uv), 5.4 % (pm) and fails. In CI the same planted error is
+    caught exactly at t = 0 (tests/test_diagonal_linear_api.py::test_dataset_contract)."""
+    p = BASE._replace(init_scale=a, lr=lr, weight_decay=weight_decay)
+    T = 40
+    theory = dict(zip(("test_loss", "train_loss"), (np.asarray(v) for v in dmft_losses(p, 128000, T, form)),
+                      strict=True))
+    gaps = {}
+    for d in (400, 1600):
+        out = twins(p, d, 64, T, form)
+        x = (out["beta_star"] ** 2).mean(1) - p.teacher_variance
+        for name, th in theory.items():
+            per = (out[name][:, 1:] / th[None, 1:] - 1).mean(1)
+            mean, _ = control_variate_mean(per[:, None], x)
+            gaps[name, d] = float(mean[0])
+    for name in theory:
+        assert abs(gaps[name, 1600]) < 0.03, gaps
 
 
 def test_twin_flags_divergence():

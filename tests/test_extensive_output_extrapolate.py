@@ -22,7 +22,7 @@ import pytest
 import dmft
 from dmft.families.extensive_output import FAMILY, extrapolate
 from dmft.families.extensive_output import ExtensiveOutputSection as Section
-from dmft.families.extensive_output import _extrapolate as ex
+from dmft.families.extensive_output import twin_extrapolate as ex
 
 SIGMA = {"model.family": "extensive_output", "model.width_ratio": 2.0, "model.gamma0": 3.0, "model.sigma": 0.6,
          "model.sigma_readout": 1.0, "optim.lr": 0.05}

@@ -44,6 +44,26 @@ def test_divergence_warns_and_flags(cfg):
     assert np.isnan(ds.train_loss.values[-1])
 
 
+def test_diverging_twin_is_flagged_per_seed_and_masked(cfg):
+    """A step far past stability: the twin (depth 3, so the subspace iteration runs on non-finite weights) does
+    not raise; each seed is flagged with the configured threshold, values after its step are NaN (dmft.results),
+    and the theory flags the same run."""
+    bad = cfg.replace({"optim.lr": 8.0, "simulate.width": 64})
+    with pytest.warns(RuntimeWarning, match=r"mean_field twin diverged for 2 of 2 seeds \(first at step"):
+        sim = dmft.simulate(bad)
+    assert sim.diverged.values.all() and sim.divergence_step.dtype.kind == "i"
+    for s in range(2):
+        k = int(sim.divergence_step[s])
+        assert 0 < k < 7 and np.isfinite(sim.train_loss[s, : k + 1]).all()
+        assert np.isnan(sim.train_loss[s, k + 1 :]).all()
+        assert np.isnan(sim.top_sv.isel(seed=s).sel(t_spec=slice(k + 1, None))).all()
+        assert np.isnan(sim.ntk[s, k + 1 :]).all() and np.isfinite(sim.ntk[s, : k + 1]).all()
+    loose = cfg.replace({"optim.lr": 8.0, "simulate.width": 64, "solver.divergence_threshold": 1e300})
+    with pytest.warns(RuntimeWarning, match="diverged"):  # only the non-finite loss counts now: later or never
+        later = dmft.simulate(loose)
+    assert (later.divergence_step.values > sim.divergence_step.values).all()
+
+
 def test_cli_run_simulate_compare_plot_sweep(tmp_path, repo_root, capsys):
     sets = [f"{k}={v}" for k, v in SMALL.items()]
     conf = str(repo_root / "configs/mean_field.toml")

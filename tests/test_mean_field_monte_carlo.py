@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dmft.families.mean_field import _mc_engine as mce
 from dmft.families.mean_field import _monte_carlo as mc
 from dmft.families.mean_field._kernels import initial_kernels
 from dmft.families.mean_field._lazy import lazy_oracle
@@ -144,13 +145,13 @@ def test_divergence_is_flagged_not_silent():
 
 def _without_readout_learning(monkeypatch):
     """A deliberately wrong solver: the learning term of ℬ^L (the readout update) dropped."""
-    orig = mc._layer_ops
+    orig = mce._layer_ops
 
     def wrong(x, hp, st, ell):
         ops = orig(x, hp, st, ell)
         return {**ops, "c": 0.0 * ops["c"]} if ell == st.depth else ops
 
-    monkeypatch.setattr(mc, "_layer_ops", wrong)
+    monkeypatch.setattr(mce, "_layer_ops", wrong)
     jax.clear_caches()
 
 
@@ -220,13 +221,13 @@ def test_monte_carlo_grams_give_the_closed_form_outliers():
 
 def _without_responses(monkeypatch):
     """A deliberately wrong solver: the responses A, B dropped (𝒜, ℬ keep only their learning terms)."""
-    orig = mc._layer_ops
+    orig = mce._layer_ops
 
     def wrong(x, hp, st, ell):
         zero = {"resp": jax.tree_util.tree_map(jnp.zeros_like, x["resp"]), "corr": x["corr"]}
         return orig(zero, hp, st, ell)
 
-    monkeypatch.setattr(mc, "_layer_ops", wrong)
+    monkeypatch.setattr(mce, "_layer_ops", wrong)
     jax.clear_caches()
 
 

@@ -11,8 +11,8 @@ import pytest
 
 import dmft
 import dmft.api as api
-from dmft.families import sgd_sde
 from dmft.families.sgd_sde import _solve
+from dmft.families.sgd_sde import figures as sgd_figures
 from dmft.io import load_dataset, save_dataset
 from dmft.plot import figures_for, merge_compare
 
@@ -63,7 +63,8 @@ def test_theory_and_twin_share_instances_and_variables(tmp_path: Path) -> None:
     th, sim = api.solve(cfg), api.simulate(cfg)
     np.testing.assert_array_equal(th["sv"].isel(t=0).values, sim["sv"].isel(t=0).values)
     np.testing.assert_array_equal(th["teacher_sv"].values, sim["teacher_sv"].values)
-    assert set(th.data_vars) == set(sim.data_vars)
+    laws = {"mp_init_edge", "expected_test_loss"}  # closed forms: theory only (the twin never imports them)
+    assert set(th.data_vars) == set(sim.data_vars) | laws
     assert th["sv"].dims == ("member", "t", "i") and sim["sv"].dims == ("seed", "t", "i")
     assert th["sv"].dtype == np.float64
     np.testing.assert_array_equal(th["t"].values, np.arange(0, 21, 1))
@@ -88,6 +89,25 @@ def test_batch_matches_single_solves_under_one_compile() -> None:
         np.testing.assert_allclose(b["sv"].values, s["sv"].values, rtol=1e-10)
 
 
+def test_a_new_seed_does_not_recompile() -> None:
+    """``simulate.seed`` is traced in the SDE ensemble and the SGD twin: a second seed reuses the compiled
+    functions (and draws other instances); the record schedule ends at the last step."""
+    import jax
+
+    from dmft.families.sgd_sde import twin
+
+    cfg = dmft.load_config(None, {**SMALL, "optim.steps": 12, "solver.record_every": 5})
+    first = (_solve.solve_config(cfg), twin.simulate_config(cfg))
+    sizes = (_solve.sde_ensemble._cache_size(), twin.sgd_ensemble._cache_size())
+    with jax.log_compiles():
+        other = cfg.replace({"simulate.seed": 7})
+        second = (_solve.solve_config(other), twin.simulate_config(other))
+    assert (_solve.sde_ensemble._cache_size(), twin.sgd_ensemble._cache_size()) == sizes
+    for a, b in zip(first, second, strict=True):
+        assert np.abs(a["sv"].isel(t=0).values - b["sv"].isel(t=0).values).max() > 1e-3  # other instances
+        np.testing.assert_array_equal(a["t"].values, [0, 5, 10, 11])  # dmft.results.record_steps
+
+
 def test_divergence_is_flagged_and_warned() -> None:
     """Weight decay with η λ_wd = 2.5 > 2: every run blows up; reported as ``diverged`` with a warning."""
     cfg = dmft.load_config(
@@ -104,6 +124,14 @@ def test_divergence_is_flagged_and_warned() -> None:
     with pytest.warns(RuntimeWarning, match="4 of 4 runs diverged"):
         ds = api.solve(cfg)
     assert ds["diverged"].values.all()
+    with pytest.warns(RuntimeWarning, match="4 of 4 runs diverged"):  # the twin never raises either
+        sim = api.simulate(cfg)
+    for d in (ds, sim):  # per run: the first bad record, NaN after it (dmft.results convention)
+        k = d["divergence_step"].values
+        assert (k > 0).all()
+        for r, kr in enumerate(k):
+            run = d["sum_sq"].isel({d.attrs["ensemble_dim"]: r})
+            assert np.isnan(run.sel(t=slice(kr + 1, None))).all() and np.isfinite(run.sel(t=slice(0, kr - 1))).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ok = api.solve(cfg.replace({"optim.lr": 0.1}))
@@ -134,7 +162,7 @@ def test_phase_sweep_and_phase_map() -> None:
         assert grid["phase_fraction"].dims == ("sigma", "lr", "phase_name")
         np.testing.assert_allclose(grid["phase_fraction"].sum("phase_name"), 1.0)
     assert set(figures_for(sgd)) == {"phase_map"}
-    fig = sgd_sde.phase_map_figure(sde, sgd)
+    fig = sgd_figures.phase_map_figure(sde, sgd)
     assert len(fig.axes) == 1
 
 

@@ -12,7 +12,7 @@ import xarray as xr
 import dmft
 import dmft.api as api
 from dmft.families import sgd_sde
-from dmft.families.sgd_sde import _tanh_net
+from dmft.families.sgd_sde import _problem_tanh_net as _tanh_net
 
 TEACHER = {
     "model.family": "sgd_sde",

@@ -24,7 +24,9 @@ det(I − Core ℛ Coreᵀ ℒ) = det(I − S Sᵀ) = Πᵢ (1 − σᵢ(S)²) w
 K does not depend on s, and a, b, c all decrease with s, so S(s′) = E_L S(s) E_R with contractions E_L, E_R for
 s′ > s and every ordered singular value σ_j(S(s)) is non-increasing in s. Hence the j-th largest outlier is the
 unique root of σ_j(S(s)) = 1 on (edge, ∞), it exists iff σ_j(S(edge⁺)) > 1, and roots of even multiplicity
-(degenerate outliers, which a sign scan of the determinant misses) are found like any other. Because a, b, c ≤
+(degenerate outliers, which a sign scan of the determinant misses) are found like any other. Each root is found by
+Newton's method in x = √(s − edge) with the analytic derivative dσ_j/ds = σ_j(uⱼ²·d log D_L + vⱼ²·d log D_R) from
+one SVD per iterate, safeguarded by bisection inside the bracket (5–8 SVDs per root). Because a, b, c ≤
 s/(s² − edge²), ‖S(s)‖ < 1 for s > s_hi := (‖K‖ + √(‖K‖² + 4 edge²))/2: every root lies in (edge, s_hi], so no
 growing of s_max is needed. :func:`scan_determinant_roots` is the independent grid scan of the determinant's
 sign plus local minima of |det| (§7.1, §7.4), kept as a cross-check.
@@ -40,7 +42,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
-from solvers.linalg import eigh, slogdet, svdvals
+from solvers.linalg import eigh, slogdet, svd, svdvals
 from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
 
 from .bulk import bulk_edge, resolvent_m1, resolvent_m2
@@ -223,25 +225,89 @@ def outlier_singular_values(
     return _outlier_sv(Grams(*_floats(*grams)), *_floats(c, q, sigma, edge_tol, threshold), k_max=k_max)
 
 
+def _log_scalings(s: Array, q: ArrayLike, sigma: ArrayLike, kl: int, kr: int) -> tuple[Array, Array]:
+    """d/ds of log D_L(s) and log D_R(s), where S(s) = D_L K D_R (:func:`_s_matrix`): the analytic derivatives of
+    log √a, log √b, log √c (a = 1/s, b = s m₁(s²), c = s m₂(s²))."""
+    (a, b, c), (da, db, dc) = jax.jvp(lambda x: bulk_factors(x, q, sigma), (s,), (jnp.ones_like(s),))
+    la, lb, lc = da / (2 * a), db / (2 * b), dc / (2 * c)
+    return (jnp.concatenate([jnp.full(kl, la), jnp.full(kr, lb)]),
+            jnp.concatenate([jnp.full(kr, la), jnp.full(kl, lc)]))
+
+
+def _singular_value_and_slope(
+    p: SpikeProblem, s: Array, j: Array, q: ArrayLike, sigma: ArrayLike
+) -> tuple[Array, Array]:
+    """σ_j(S(s)) and its analytic derivative dσ_j/ds = σ_j (uⱼ²·d log D_L + vⱼ²·d log D_R) (from Sv = σu,
+    uᵀS = σvᵀ and dS/ds = (d log D_L) S + S (d log D_R)); one SVD with vectors."""
+    kl, kr = p.keep_g.shape[0], p.keep_phi.shape[0]
+    u, sv, vt = svd(_s_matrix(p, s, q, sigma))
+    dl, dr = _log_scalings(s, q, sigma, kl, kr)
+    uj, vj = u[:, j], vt[j]
+    return sv[j], sv[j] * (uj**2 @ dl + vj**2 @ dr)
+
+
+class _Newton(NamedTuple):
+    x: Array  # current iterate, x = √(s − edge)
+    f: Array  # σ_j − 1 at x
+    df: Array  # d(σ_j − 1)/dx at x
+    lo: Array  # bracket: f(lo) > 0 ≥ f(hi)
+    hi: Array
+    it: Array
+    done: Array
+
+
+def _newton_root(
+    p: SpikeProblem, j: Array, edge: Array, x_lo: Array, x_hi: Array, q: ArrayLike, sigma: ArrayLike,
+    maxiter: int = 60,
+) -> tuple[Array, Array]:
+    """The root s > edge of σ_j(S(s)) = 1 by Newton's method in x = √(s − edge), safeguarded by the bracket
+    [x_lo, x_hi] (bisection when a step leaves it). In x the square-root edge singularity of m₁, m₂ is smooth, so
+    the iteration converges quadratically from the left end, where it starts (σ_j is non-increasing in s).
+    Returns (s, converged)."""
+
+    def evaluate(x: Array) -> tuple[Array, Array]:
+        sv, slope = _singular_value_and_slope(p, edge + x * x, j, q, sigma)
+        return sv - 1, slope * 2 * x
+
+    def body(st: _Newton) -> _Newton:
+        step = st.f / st.df
+        x = st.x - step
+        inside = jnp.isfinite(x) & (x > st.lo) & (x < st.hi)
+        x = jnp.where(inside, x, 0.5 * (st.lo + st.hi))
+        f, df = evaluate(x)
+        lo = jnp.where(f > 0, x, st.lo)
+        hi = jnp.where(f > 0, st.hi, x)
+        eps = jnp.finfo(x.dtype).eps
+        small = inside & (jnp.abs(step) <= 2 * eps * jnp.abs(x))
+        done = small | (f == 0) | (hi - lo <= 4 * eps * hi)
+        return _Newton(x, f, df, lo, hi, st.it + 1, done)
+
+    f0, df0 = evaluate(x_lo)
+    st = jax.lax.while_loop(lambda st: ~st.done & (st.it < maxiter), body,
+                            _Newton(x_lo, f0, df0, x_lo, x_hi, jnp.asarray(0), f0 <= 0))
+    ok = st.done & (f0 > 0) & jnp.isfinite(st.x)
+    return edge + st.x * st.x, ok
+
+
 @partial(jax.jit, static_argnames=("k_max",))
 def _outlier_sv(
     grams: Grams, c: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int
 ) -> Outliers:
     p = reduce_spikes(grams, c, threshold)
     s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
+    edge = bulk_edge(q, sigma)
     top = svdvals(_s_matrix(p, s_lo, q, sigma))
     n_out = jnp.sum(top > 1)
+    x_lo, x_hi = jnp.sqrt(s_lo - edge), jnp.sqrt(s_hi - edge)
 
     def root(j: Array) -> tuple[Array, Array]:
-        def h(s: Array) -> Array:
-            return svdvals(_s_matrix(p, s, q, sigma))[j] - 1
-
         has = j < n_out
-        r = chandrupatla(h, jnp.where(has, s_lo, s_hi), s_hi)
-        return jnp.where(has, r.x, jnp.nan), r.converged | ~has
+        # an absent root starts with an empty bracket and exits at once
+        r, ok = _newton_root(p, j, edge, jnp.where(has, x_lo, x_hi), x_hi, q, sigma)
+        return jnp.where(has, r, jnp.nan), ok | ~has
 
     js = jnp.arange(k_max)
-    sv, ok = jax.lax.map(root, jnp.where(js < top.shape[0], js, top.shape[0] - 1))  # absent roots exit at once
+    sv, ok = jax.lax.map(root, jnp.where(js < top.shape[0], js, top.shape[0] - 1))
     sv = jnp.where(js < top.shape[0], sv, jnp.nan)
     converged = p.finite & jnp.all(ok)
     return Outliers(sv, bulk_edge(q, sigma), n_out, converged, gram_consistency(grams))

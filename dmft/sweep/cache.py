@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["default_dir", "enable", "enabled_dir"]
+__all__ = ["default_dir", "enable", "enabled_dir", "is_off"]
 
 _DEFAULT_MAX_BYTES = 4 << 30
 
 
-def _off() -> bool:
+def is_off() -> bool:
+    """Whether ``DMFT_NO_CACHE`` turns the cache off."""
     return os.environ.get("DMFT_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -48,7 +49,7 @@ def enable(path: str | Path | None = None, *, force: bool = False) -> Path | Non
     """Turn the persistent compilation cache on (at ``path`` or :func:`default_dir`); returns its folder, or None
     when it stays off (``DMFT_NO_CACHE``, an unwritable folder, ``filelock`` missing). Idempotent: a cache that
     is already configured (by an earlier call or by the user) is kept unless ``force``."""
-    if _off() and path is None:
+    if is_off() and path is None:
         return None
     import jax
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,18 +150,28 @@ def _ray_connect(address: str | None, workers: int | None) -> bool:
     for k in ("DMFT_CACHE_DIR", "DMFT_NO_CACHE", "XLA_FLAGS", "JAX_PLATFORMS"):
         if k in os.environ:
             env[k] = os.environ[k]
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))  # see dmft/cli.py
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": "ERROR", "log_to_driver": False}
     if address is None:
         kwargs.update(num_cpus=workers or os.cpu_count(), include_dashboard=False)
     elif workers is not None:
         raise ConfigError("--workers applies to a local Ray instance only (not with --address)")
-    ray.init(address=address, **kwargs)
+    import warnings
+
+    with warnings.catch_warnings():
+        # Ray starts its head processes with Popen(preexec_fn=...), which runs JAX's at-fork hook; the child execs
+        # at once, so JAX's "os.fork() was called" warning does not apply
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        ray.init(address=address, **kwargs)
     return True
 
 
 def ray_batch_size(n_points: int, workers: int) -> int:
-    """Default points per Ray task: enough tasks to keep every worker busy twice over, at most 16."""
-    return max(1, min(16, math.ceil(n_points / (2 * max(workers, 1)))))
+    """Default points per Ray task: enough tasks to keep every worker busy twice over, at most the local
+    executor's first batch size (so that a Ray sweep and a local one on CPU run the same programs)."""
+    from .sharding import FIRST_BATCH
+
+    return max(1, min(FIRST_BATCH, math.ceil(n_points / (2 * max(workers, 1)))))
 
 
 def _run_ray(family: Family, kind: str, groups: list[list[Point]], emit: Emit, batch_size: int | None,
@@ -175,7 +185,7 @@ def _run_ray(family: Family, kind: str, groups: list[list[Point]], emit: Emit, b
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n_points = sum(len(g) for g in groups)
         size = batch_size or ray_batch_size(n_points, cpus)
-        cache_dir = _cache.enabled_dir()
+        cache_dir = _cache.enabled_dir() or (None if _cache.is_off() else _cache.default_dir())
         task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_ray_batch)
         from ..io import config_to_toml
         from .sharding import pad_size
@@ -222,7 +232,7 @@ def sweep(
     address: str | None = None,
     workers: int | None = None,
     retries: int = 3,
-    cache: bool = True,
+    cache: bool = False,
 ) -> xr.Dataset | None:
     """Solve (``kind="solve"``) or simulate (``kind="simulate"``) every point of ``cfg``'s ``[sweep]`` grid.
 
@@ -236,7 +246,8 @@ def sweep(
     ``executor="ray"`` runs one task per batch on a Ray cluster (``address``; default a local instance with
     ``workers`` CPUs), retrying a task whose worker died ``retries`` times. ``shard=(i, n)`` (or ``"i/n"``)
     computes only the points whose grid index is i mod n and returns None; :func:`merge` assembles the folder.
-    ``cache``: turn on the persistent compilation cache (:mod:`dmft.sweep.cache`; ``DMFT_NO_CACHE=1`` wins).
+    ``cache``: first turn on the persistent compilation cache in this process (:mod:`dmft.sweep.cache`; the
+    ``dmft`` command always does, unless ``--no-cache``); Ray workers use the driver's cache folder.
 
     Returns one Dataset with one dimension per sweep axis.
     """
@@ -298,8 +309,8 @@ def _execute(cfg: Config, family: Family, kind: str, points: list[Point], store:
         bar = tqdm(total=len(mine), initial=len(mine) - len(pending), desc=desc, unit="pt")
 
     def emit(p: Point, ds: xr.Dataset) -> None:
-        if store is not None and not store.path(p.cfg, kind).is_file() or executor == "local" and store is not None:
-            store.save(ds, p.cfg, kind)
+        if store is not None and (executor == "local" or not store.path(p.cfg, kind).is_file()):
+            store.save(ds, p.cfg, kind)  # a Ray worker saved it already when the folder is shared
         results[p.index] = ds
         if on_point is not None:
             on_point(p.coords, ds)
@@ -365,8 +376,3 @@ def merge(folder: str | Path, kind: str = "solve") -> xr.Dataset:
                           f"dmft sweep {Path(folder) / MANIFEST} --out {folder} --kind {kind}")
     return combine(cfg, found, [p.coords for p in pts])
 
-
-def _nbytes_summary(datasets: Sequence[xr.Dataset]) -> float:  # pragma: no cover - used by benchmarks
-    from .sharding import nbytes
-
-    return sum(nbytes(d) for d in datasets) / max(1, len(datasets))

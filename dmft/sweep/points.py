@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +68,7 @@ def _sources(family: str) -> list[Path]:
     return sorted(p for p in files if p.is_file())
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_hash(family: str) -> str:
     """A short hash of the source files that compute a point of ``family`` (see the module docstring)."""
     h = hashlib.sha1()

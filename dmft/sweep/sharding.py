@@ -12,8 +12,10 @@ size) also keeps the number of distinct programs small across groups and runs.
 
 Batch size: ``--batch-size`` (points per vmapped call per device) or automatic. The automatic size starts at
 :data:`FIRST_BATCH` and, after the first chunk, becomes the number of points that fit in half the memory of one
-device, with a point's memory estimated as the larger of 8 × the bytes of its result (temporaries of the march) and
-the measured peak memory per point (``device.memory_stats()`` on GPU; on CPU the growth of the process's peak RSS).
+device (at most :data:`MAX_BATCH` on an accelerator; at most :data:`FIRST_BATCH` on CPU, where wider batches do not
+run faster and each new size would be one more program to compile), with a point's memory estimated as the larger
+of 8 × the bytes of its result (temporaries of the march) and the measured peak memory per point
+(``device.memory_stats()`` on GPU; on CPU the growth of the process's peak RSS).
 """
 
 from __future__ import annotations
@@ -151,7 +153,9 @@ class BatchSizer:
         self.point_bytes = max(self.point_bytes or 0.0, est)
         if self.fixed is None:
             fit = int(0.5 * _device_memory(self.devices[0]) / max(self.point_bytes, 1.0))
-            self.size = max(1, min(MAX_BATCH, fit))
+            # accelerators gain from wide batches; a CPU does not (and every new size is a new program to compile)
+            grow = MAX_BATCH if self.devices[0].platform != "cpu" else FIRST_BATCH
+            self.size = max(1, min(grow, fit))
 
 
 def nbytes(ds: Any) -> float:

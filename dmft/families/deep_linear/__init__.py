@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...family import Family
+from ._problem_kernel_names import KERNEL_LONG_NAMES
 
 __all__ = ["FAMILY"]
 
@@ -50,6 +51,7 @@ FAMILY = Family(
         "optim.batch_ratio",
         "simulate.dim", "simulate.spectrum_every", "simulate.record_spectra",
         "solver.tol", "solver.outliers", "solver.max_outliers", "solver.outlier_every",
+        "solver.sharpness", "solver.kernel",
     ),
     parameterizations=("mup", "ntk"),
     solve=lambda cfg: _theory().solve_config(cfg),
@@ -62,6 +64,7 @@ FAMILY = Family(
         "lazy_test_loss": lambda *a, **k: _theory().lazy_test_loss(*a, **k),
     },
     papers=("2502.02531", "2605.07870"),
+    long_names=KERNEL_LONG_NAMES,
     check=_check,
     smoke={"optim.steps": 6, "simulate.dim": 24, "simulate.seeds": 2, "solver.outliers": True},
 )

@@ -54,4 +54,8 @@ def sweep_figures(grid: xr.Dataset) -> dict:
         figs["outliers_vs_width"] = outliers_vs_width_figure(grid)
     if "lr" in dims and "width_ratio" in dims:
         figs["lr_transfer"] = lr_transfer_figure(grid)
+    if "width_ratio" in dims and ("sharpness" in grid or "sim_kernel_top" in grid):  # edge of stability
+        from ._eos_figures import sharpness_width_figure
+
+        figs["sharpness_width"] = sharpness_width_figure(grid)
     return figs

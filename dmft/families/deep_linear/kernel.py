@@ -29,7 +29,7 @@ from jaxtyping import Array, Float
 from ..._jax import require_x64
 from ...config import Config
 from ._kernel_bulk import bulk_edge, bulk_scalars, lazy_edge, stieltjes
-from ._kernel_names import KERNEL_LONG_NAMES
+from ._problem_kernel_names import KERNEL_LONG_NAMES
 from ._kernel_outliers import Level1, level1_from_solution, step_spectrum
 
 __all__ = [

@@ -34,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ...results import record_steps
 from ...spectra.outliers import Grams, Outliers, outliers_over_time
-from .theory import DeepLinearParams
+from .theory import DeepLinearParams, DeepLinearSolution
 
 __all__ = [
     "layer_grams",
@@ -56,71 +57,70 @@ def aspect_ratio(p: DeepLinearParams, layer: int) -> Float[Array, ""]:
     return p.width_ratio if layer == 0 else jnp.asarray(1.0)
 
 
-def _left(sol: dict[str, Array], p: DeepLinearParams, k: int, depth: int) -> tuple[Array, Array, Array]:
+def _left(sol: DeepLinearSolution, p: DeepLinearParams, k: int, depth: int) -> tuple[Array, Array, Array]:
     """⟨g^kg^kᵀ⟩, ⟨g^kχ^kᵀ⟩, ⟨χ^kχ^kᵀ⟩ in N-space k, with χ^k = u^k + A_{k−1}g^k."""
-    T = sol["R"].shape[0]
+    T = sol.R.shape[0]
     eye = jnp.eye(T)
     sig2 = p.sigma**2
-    M, Q, A = sol["MM"][k], sol["Q"][k], sol["A"][k - 1]
-    c_in = sol["Cq"] if k == 1 else sol["Ce"][k - 1]
-    sigma_r = p.sigma_readout**2 * jnp.ones((T, T)) if k == depth else sig2 * sol["Cg"][k + 1]
+    M, Q, A = sol.M[k], sol.Q[k], sol.A[k - 1]
+    c_in = sol.C_q if k == 1 else sol.C_e[k - 1]
+    sigma_r = p.sigma_readout**2 * jnp.ones((T, T)) if k == depth else sig2 * sol.C_g[k + 1]
     am = A @ M
     lin = eye + am @ Q
     gy = M @ (sig2 * Q @ c_in @ lin.T + sigma_r @ am.T)
     yy = sig2 * lin @ c_in @ lin.T + am @ sigma_r @ am.T
-    return sol["Cg"][k], gy, yy
+    return sol.C_g[k], gy, yy
 
 
-def layer_grams(sol: dict[str, Array], p: DeepLinearParams, layer: int, depth: int) -> tuple[Grams, Array]:
+def layer_grams(sol: DeepLinearSolution, p: DeepLinearParams, layer: int, depth: int) -> tuple[Grams, Array]:
     """The six Grams of weight matrix ``layer`` (0 = first, 1..L−1 hidden) from a level-1 solution, and C."""
-    T = sol["R"].shape[0]
+    T = sol.R.shape[0]
     eye = jnp.eye(T)
     sig2 = p.sigma**2
     strength = p.lr * p.gamma0
     if layer >= 1:
         k = layer + 1
         GG, GY, YY = _left(sol, p, k, depth)
-        F, P, B = sol["FF"][layer], sol["P"][layer], sol["B"][k]
-        c_in = sol["Cq"] if layer == 1 else sol["Ce"][layer - 1]
-        sigma_r = sig2 * sol["Cg"][layer + 1]
+        F, P, B = sol.F[layer], sol.P[layer], sol.B[k]
+        c_in = sol.C_q if layer == 1 else sol.C_e[layer - 1]
+        sigma_r = sig2 * sol.C_g[layer + 1]
         bfp = eye + B @ F @ P
         bf = B @ F
         ZZ = bfp @ sigma_r @ bfp.T + sig2 * bf @ c_in @ bf.T
         PZ = F @ (sig2 * c_in @ F.T @ B.T + P @ sigma_r @ bfp.T)
-        return Grams(GG, GY, YY, sol["Ce"][layer], PZ, ZZ), strength * eye
+        return Grams(GG, GY, YY, sol.C_e[layer], PZ, ZZ), strength * eye
     nu = p.width_ratio
     GG, GY, YY = _left(sol, p, 1, depth)
-    H, J, P0, B1 = sol["H"], sol["J"], sol["P0"], sol["B"][1]
+    H, J, P0, B1 = sol.H, sol.J, sol.P0, sol.B[1]
     HJ = H @ J
     Jp = eye - HJ @ P0
     ones = jnp.ones(T)
     E = B1 @ HJ / (p.gamma0 * nu)
-    cg1 = sol["Cg"][1]
+    cg1 = sol.C_g[1]
     b_hj1 = B1 @ (HJ @ ones)
     hj1 = HJ @ ones
     alpha = p.alpha
     ZZ = (
         (eye - E) @ (nu * sig2 * cg1) @ (eye - E).T
-        + B1 @ Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
+        + B1 @ Jp @ sol.C_delta @ Jp.T @ B1.T / alpha
         + p.teacher_variance * jnp.outer(b_hj1, b_hj1)
     )
     PZ = (
         -(HJ / (p.gamma0 * nu)) @ (nu * sig2 * cg1) @ (eye - E).T
-        + Jp @ sol["CD"] @ Jp.T @ B1.T / alpha
+        + Jp @ sol.C_delta @ Jp.T @ B1.T / alpha
         + p.teacher_variance * jnp.outer(hj1, b_hj1)
     )
-    return Grams(nu * GG, nu * GY, nu * YY, sol["Cq"], PZ, ZZ), strength * eye
+    return Grams(nu * GG, nu * GY, nu * YY, sol.C_q, PZ, ZZ), strength * eye
 
 
 def level2_steps(steps: int, every: int | None = None, extra: Sequence[int] = ()) -> np.ndarray:
-    """Steps at which level 2 is evaluated: 0, k, 2k, …, the last step T − 1 and ``extra`` (sorted, unique).
+    """Steps at which level 2 is evaluated (:func:`dmft.results.record_steps`): 0, k, 2k, …, the last step T − 1
+    and ``extra`` (the twin's spectrum steps; sorted, unique).
 
     Default k: 1 up to T = 64, else ⌈T/64⌉ (about 64 evaluations; the cost of one grows as t³, see
     :func:`layer_outliers`).
     """
-    k = every or max(1, math.ceil(steps / 64))
-    pts = np.concatenate([np.arange(0, steps, k), [steps - 1], np.asarray(extra, dtype=int)])
-    return np.unique(pts[(pts >= 0) & (pts < steps)])
+    return record_steps(steps, every or max(1, math.ceil(steps / 64)), extra=extra)
 
 
 def _block_size(t: int, steps: int) -> int:
@@ -129,7 +129,7 @@ def _block_size(t: int, steps: int) -> int:
 
 
 def layer_outliers(
-    sol: dict[str, Array],
+    sol: DeepLinearSolution,
     p: DeepLinearParams,
     layer: int,
     depth: int,

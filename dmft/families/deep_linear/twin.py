@@ -7,12 +7,17 @@ B = α_B·D samples per step). Seeds are vmapped; time is a ``lax.scan``. It rec
 * ``train_loss`` (loss on the training set, or on the step's batch for one-pass SGD) and ``test_loss``
   = ½(|β − β*|²/D + σ_ε²), exact for the effective predictor β = (D/(γ0N)) M⁰ᵀ⋯M^{L−1}ᵀw;
 * ``spectrum``: every singular value of each normalised weight matrix M⁰ = W⁰/√D, M^ℓ = W^ℓ/√N at the steps
-  ``t_spec`` (every ``simulate.spectrum_every`` steps, by default about 5 times per run, and the last one).
+  ``t_spec`` (:func:`.problem.spectrum_steps`: every ``simulate.spectrum_every`` steps, by default about 5 times
+  per run, and the last one), and ``sharpness``, λ_max of the tangent kernel, at the same steps.
+
+A diverging network never stops the run: its divergence step (configured ``solver.divergence_threshold``) is
+recorded per seed, later values are NaN, and matrices with non-finite entries are not decomposed.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from typing import NamedTuple
 
@@ -26,8 +31,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 
 from ...config import Config
+from ...results import NOT_DIVERGED, divergence, finalize, mask_after, record_steps, status_text, status_variables
 from ...scaling import applied_lr, effective_gamma0, parameterization_code
-from .problem import spectrum_every
+from .problem import LONG_NAMES, spectrum_every
 
 __all__ = [
     "TwinSpec", "spec_from_config", "init_network", "forward", "forward_layers", "effective_beta", "train",
@@ -103,7 +109,8 @@ def effective_beta(params: dict[str, Array], spec: TwinSpec) -> Float[Array, " D
 
 
 def _singular_values(params: dict[str, Array], spec: TwinSpec) -> Float[Array, "L N"]:
-    """All singular values of M⁰ = W⁰/√D and M^ℓ = W^ℓ/√N, padded with NaN to N per layer."""
+    """All singular values of M⁰ = W⁰/√D and M^ℓ = W^ℓ/√N, padded with NaN to N per layer (NaN for a matrix with
+    a non-finite entry: a diverged network)."""
     N = spec.width
     if not spec.record_spectra:
         return jnp.zeros((spec.depth, 0))
@@ -126,10 +133,17 @@ def _eigvalsh(gram: Float[Array, "n n"]) -> Float[Array, " n"]:
     return jax.pure_callback(np.linalg.eigvalsh, out, gram, vmap_method="expand_dims")
 
 
-def _sv_from_gram(gram: Float[Array, "n n"]) -> Float[Array, " n"]:
+def _sv_from_gram(gram: Float[Array, "*b n n"]) -> Float[Array, "*b n"]:
     """Singular values, largest first, as square roots of the eigenvalues of MMᵀ (several times faster than an
-    SVD; relative accuracy ~1e-8 for singular values above 1e-8 × the largest, ample for spectra)."""
-    return jnp.sqrt(jnp.clip(_eigvalsh(gram), 0.0))[..., ::-1]
+    SVD; relative accuracy ~1e-8 for singular values above 1e-8 × the largest, ample for spectra).
+
+    A Gram with a non-finite entry (a diverged network) is never handed to LAPACK, which fails on it ("Eigenvalues
+    did not converge"): the identity is decomposed in its place and its singular values are NaN.
+    """
+    ok = jnp.all(jnp.isfinite(gram), axis=(-2, -1))
+    safe = jnp.where(ok[..., None, None], gram, jnp.eye(gram.shape[-1], dtype=gram.dtype))
+    sv = jnp.sqrt(jnp.clip(_eigvalsh(safe), 0.0))[..., ::-1]
+    return jnp.where(ok[..., None], sv, jnp.nan)
 
 
 def tangent_kernel_top_eigenvalue(
@@ -212,10 +226,12 @@ def _train(key: PRNGKeyArray, hyper: Float[Array, " 6"], sizes: TwinSpec) -> dic
         carry, losses = jax.lax.scan(step, carry, t0 + jnp.arange(spec.spectrum_every))
         return carry, (losses, obs)
 
+    # observe at 0, k, …, mk (m = ⌊(T − 1)/k⌋) and at T − 1: the schedule of :func:`spectrum_steps`
     n_updates = spec.steps - 1
     n_seg = n_updates // spec.spectrum_every
     carry = (params, opt_state)
     carry, (seg_losses, (seg_sv, seg_sharp)) = jax.lax.scan(segment, carry, jnp.arange(n_seg) * spec.spectrum_every)
+    mid_sv, mid_sharp = observe(carry[0])
     tail = n_updates - n_seg * spec.spectrum_every
     carry, tail_losses = jax.lax.scan(step, carry, n_seg * spec.spectrum_every + jnp.arange(tail))
     final_params = carry[0]
@@ -226,19 +242,28 @@ def _train(key: PRNGKeyArray, hyper: Float[Array, " 6"], sizes: TwinSpec) -> dic
     last = (loss_fn(final_params, xf, yf)[None], test_loss(final_params)[None])
     train_l = jnp.concatenate([seg_losses[0].reshape(-1), tail_losses[0], last[0]])
     test_l = jnp.concatenate([seg_losses[1].reshape(-1), tail_losses[1], last[1]])
-    final_sv, final_sharp = observe(final_params)
-    spectrum = jnp.concatenate([seg_sv, final_sv[None]], axis=0)
-    sharpness = jnp.concatenate([seg_sharp, final_sharp[None]])
+    obs_sv, obs_sharp = [seg_sv, mid_sv[None]], [seg_sharp, mid_sharp[None]]
+    if tail > 0:
+        final_sv, final_sharp = observe(final_params)
+        obs_sv.append(final_sv[None])
+        obs_sharp.append(final_sharp[None])
+    spectrum = jnp.concatenate(obs_sv, axis=0)
+    sharpness = jnp.concatenate(obs_sharp)
     return {"train_loss": train_l, "test_loss": test_l, "spectrum": spectrum, "sharpness": sharpness}
 
 
 def spectrum_steps(spec: TwinSpec) -> np.ndarray:
-    n_seg = (spec.steps - 1) // spec.spectrum_every
-    return np.concatenate([np.arange(n_seg) * spec.spectrum_every, [spec.steps - 1]]).astype(int)
+    """Steps at which :func:`train` records spectra and sharpness: :func:`dmft.results.record_steps` with stride
+    ``spec.spectrum_every`` (0, k, 2k, … and T − 1; the same as :func:`.problem.spectrum_steps` of the config)."""
+    return record_steps(spec.steps, spec.spectrum_every)
 
 
 def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
-    """Train ``simulate.seeds`` networks (vmapped, in chunks of up to 8 with a progress bar) at D = simulate.dim."""
+    """Train ``simulate.seeds`` networks (vmapped, in chunks of up to 8 with a progress bar) at D = simulate.dim.
+
+    A network whose loss becomes non-finite or exceeds ``solver.divergence_threshold`` × its initial value is
+    flagged (``diverged``, ``divergence_step`` per seed), its later values are NaN, and one warning says so.
+    """
     spec = spec_from_config(cfg)
     seeds = cfg.simulate.seeds
     keys = jax.random.split(jax.random.key(cfg.simulate.seed), seeds)
@@ -256,35 +281,52 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
     for c in it:
         outs.append(jax.device_get(run(keys[c * chunk : (c + 1) * chunk])))
     res = {k: np.concatenate([o[k] for o in outs])[:seeds] for k in outs[0]}
-    return to_dataset(res, spec)
+    ds = to_dataset(res, spec, cfg.solver.divergence_threshold)
+    if cfg.solver.sharpness:  # Lanczos λ_max of K̃ at every step, own networks (twin_kernel.py)
+        from .twin_kernel import simulate_kernel
+
+        ds = ds.merge(simulate_kernel(cfg))
+    return ds
 
 
-def to_dataset(res: dict[str, np.ndarray], spec: TwinSpec) -> xr.Dataset:
+def _first_divergence(curves: list[np.ndarray], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(diverged, divergence_step) per seed over several (seed, t) loss curves: the earliest step wins."""
+    steps = np.stack([divergence(c, threshold)[1] for c in curves])
+    big = np.iinfo(np.int64).max
+    first = np.where(steps < 0, big, steps).min(axis=0)
+    return first < big, np.where(first < big, first, NOT_DIVERGED)
+
+
+def to_dataset(res: dict[str, np.ndarray], spec: TwinSpec, divergence_threshold: float = 1e6) -> xr.Dataset:
+    """Package raw results on the common schema (:mod:`dmft.results`): losses on (``seed``, ``t``), spectra and
+    sharpness on (``seed``, ``t_spec``); status per seed; every value after a seed's divergence step NaN."""
     T = spec.steps
+    t = np.arange(T)
+    rec = spectrum_steps(spec)
     train_l, test_l = res["train_loss"], res["test_loss"]
-    loss0 = test_l[:, :1]
-    bad = ~np.isfinite(train_l) | ~np.isfinite(test_l) | (test_l > 1e6 * loss0) | (train_l > 1e6 * loss0)
-    diverged = bad.any(axis=1)
-    first_bad = np.where(diverged, bad.argmax(axis=1), T)
+    diverged, step = _first_divergence([train_l, test_l], divergence_threshold)
     ds = xr.Dataset(
         {
-            "train_loss": (("seed", "t"), train_l),
-            "test_loss": (("seed", "t"), test_l),
-            "spectrum": (("seed", "t_spec", "layer", "i"), res["spectrum"]),
-            "sharpness": (("seed", "t_spec"), res["sharpness"]),
-            "diverged": ("seed", diverged),
-            "divergence_step": ("seed", first_bad),
+            "train_loss": (("seed", "t"), mask_after(train_l, step, t)),
+            "test_loss": (("seed", "t"), mask_after(test_l, step, t)),
+            "spectrum": (("seed", "t_spec", "layer", "i"),
+                         mask_after(res["spectrum"], step[:, None, None], rec, t_axis=1)),
+            "sharpness": (("seed", "t_spec"), mask_after(res["sharpness"], step, rec)),
+            **status_variables(diverged, step, True, dims=("seed",)),
         },
         coords={
             "seed": np.arange(train_l.shape[0]),
-            "t": np.arange(T),
-            "t_spec": spectrum_steps(spec),
+            "t": t,
+            "t_spec": rec,
             "layer": np.arange(spec.depth),
             "i": np.arange(res["spectrum"].shape[-1]),
         },
-        attrs={"dim": spec.dim, "width": spec.width, "samples": spec.samples},
+        attrs={"family": "deep_linear", "kind": "twin", "dim": spec.dim, "width": spec.width,
+               "samples": spec.samples},
     )
-    ds["sharpness"].attrs.update(long_name="λ_max of the tangent kernel K̃ = γ0²N JJᵀ/P",
-                                 note=f"GD is linearly stable while lr·sharpness < 2 (2/lr = {2 / spec.lr:.4g})")
+    ds["sharpness"].attrs["note"] = f"GD is linearly stable while lr·sharpness < 2 (2/lr = {2 / spec.lr:.4g})"
     ds["spectrum"].attrs["note"] = "singular values of M⁰ = W⁰/√D (layer 0, NaN-padded) and M^ℓ = W^ℓ/√N"
-    return ds
+    if diverged.any():
+        warnings.warn(f"deep_linear twin: {status_text(ds)}; values after a seed's divergence step are NaN",
+                      RuntimeWarning, stacklevel=3)
+    return finalize(ds, LONG_NAMES)

@@ -30,7 +30,7 @@ from solvers.linalg import eigh
 
 from ...config import Config
 from ...scaling import effective_gamma0, parameterization_code
-from ._kernel_names import KERNEL_LONG_NAMES
+from ._problem_kernel_names import KERNEL_LONG_NAMES
 
 __all__ = ["KernelTwinSpec", "Net", "spec_from_config", "init_net", "kappas", "kernel_matvec", "lanczos",
            "gd_step", "trajectory", "simulate_kernel"]

@@ -76,6 +76,26 @@ FAMILY = Family(
     papers=("2510.01930",),
     check=_check,
     smoke={"optim.steps": 8, "simulate.dim": 64, "simulate.seeds": 2, "solver.samples": 256},
+    long_names={
+        "C_beta": "C_β̃(t,s) = E (β − β*)(t)(β − β*)(s)",
+        "R_beta": "R(t,s) = E ∂β(t)/∂ρ(s), response of β to the residual field",
+        "C_delta": "C_Δ(t,s), covariance of the training residual",
+        "beta": "β at the snapshot steps (theory: Monte Carlo samples of the coordinate site; twin: coordinates)",
+        "beta_star": "teacher β* (theory: samples of the prior; twin: coordinates)",
+        "train_loss_mcse": "Monte Carlo standard error of the train loss (replica spread)",
+        "test_loss_mcse": "Monte Carlo standard error of the test loss (replica spread)",
+        "test_loss_lazy": "test loss of the lazy limit a → ∞ at fixed ηa²",
+        "train_loss_lazy": "train loss of the lazy limit a → ∞ at fixed ηa²",
+        "test_loss_small_init": "test loss of the frozen-field (search-phase) model",
+        "test_loss_fixed_point": "test loss at the gradient-flow fixed point (t → ∞)",
+        "late_rate_oracle": "λ_min: train loss ∝ (1 − ηλ_min)^{2t} near the fixed point",
+        "residual_history": "self-consistency residual per iteration",
+        "degenerate_rows": "rows of the causal factor of αC_Δ with a zero pivot",
+        "t_snap": ("step of a β snapshot", "steps"),
+        "i": "coordinate index (theory: Monte Carlo sample of the coordinate site)",
+        "s": ("earlier step s of a two-time function", "steps"),
+        "iteration": "self-consistency iteration",
+    },
 )
 
 

@@ -37,24 +37,39 @@ from solvers.damped_fixed_point import damped_fixed_point
 from solvers.triangular_history import history_contract, history_init, history_write
 
 from ..._jax import require_x64
-from ._model import Params, State, beta_of, init_state, step
+from .problem import Form, Params, State, form_of
 
 __all__ = ["Solution", "causal_solve", "picard_solve"]
 
 
 class Solution(NamedTuple):
-    """Order parameters of one solve. ``beta`` holds the sampled paths β_i(t), shape (T, S)."""
+    """Order parameters of one solve, named as in the Dataset. ``beta`` holds the sampled paths β_i(t), (T, S).
 
-    C: Float[Array, "t t"]  # C_β̃
-    R: Float[Array, "t t"]  # response of β to ρ, strictly lower
+    ``C``, ``R`` and ``CD`` are kept as aliases of ``C_beta``, ``R_beta`` and ``C_delta``.
+    """
+
+    C_beta: Float[Array, "t t"]  # C_β̃
+    R_beta: Float[Array, "t t"]  # response of β to ρ, strictly lower
     H: Float[Array, "t t"]  # (I + R)⁻¹
-    CD: Float[Array, "t t"]  # C_Δ
+    C_delta: Float[Array, "t t"]  # C_Δ
     L: Float[Array, "t t"]  # causal factor of αC_Δ = 𝐋𝐋ᵀ
     active: Bool[Array, " t"]  # rows of 𝐋 with a nonzero pivot
     beta: Float[Array, "t s"]
     residual: Float[Array, ""]  # max|F(x) − x| of the self-consistency map at the solution
     iterations: Int[Array, ""]
     history: Float[Array, " n"]  # residual per Picard iteration (one entry for the causal pass)
+
+    @property
+    def C(self) -> Array:  # noqa: N802  (alias)
+        return self.C_beta
+
+    @property
+    def R(self) -> Array:  # noqa: N802  (alias)
+        return self.R_beta
+
+    @property
+    def CD(self) -> Array:  # noqa: N802  (alias)
+        return self.C_delta
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -80,6 +95,14 @@ def noise_data_row(h: Float[Array, " t"], hb: Float[Array, " s"], alpha: Array, 
 
 
 STEIN_CUT = 1e-4
+RESPONSES = ("jvp", "stein")
+
+
+def _response_is_jvp(response: str) -> bool:
+    """True for exact tangents, False for the Stein estimate (``solver.response``; checked once)."""
+    if response not in RESPONSES:
+        raise ValueError(f"solver.response = {response!r}: must be one of {', '.join(RESPONSES)}")
+    return response == "jvp"
 
 
 def stein_row(
@@ -107,97 +130,123 @@ def _tangent_map(f, primal: tuple, tangent: tuple):  # noqa: ANN001, ANN202
     return jax.vmap(lambda *d: jax.jvp(f, primal, d)[1], in_axes=-1, out_axes=-1)(*tangent)
 
 
+class _Causal(NamedTuple):
+    """What the causal pass holds fixed: the samples, the form, the response kind and the padded sizes."""
+
+    p: Params
+    beta_star: Array
+    z: Array
+    fm: Form
+    jvp: bool
+    T: int
+    S: int
+    Tp: int  # directions of the tangents, padded to a multiple of the history block
+    block: int
+
+
+def _causal_setup(p: Params, beta_star: Array, z: Array, form: str | Form, response: str) -> _Causal:
+    T, S = z.shape
+    block = -(-T // 12)
+    return _Causal(p, beta_star, z, form_of(form), _response_is_jvp(response), T, S, block * (-(-T // block)), block)
+
+
+def _causal_init(k: _Causal) -> dict:
+    """Empty rows of every order parameter; with jvp, the tangents ∂(u, v)_i/∂ρ(s) and the history
+    X[r] = ∂β_i(r)/∂ρ(s) (directions padded to Tp)."""
+    w0 = k.fm.init(k.p, (k.S,))
+    zeros = jnp.zeros((k.T, k.T))
+    carry = {"w": w0, "bt": jnp.zeros((k.T, k.S)), "C": zeros, "R": zeros, "H": zeros, "CD": zeros, "L": zeros,
+             "Q": jnp.zeros((k.T, k.S + 1)), "active": jnp.zeros(k.T, dtype=bool)}
+    if k.jvp:
+        carry["dw"] = tuple(jnp.zeros((k.S, k.Tp)) for _ in w0)
+        carry["X"] = history_init(k.S, k.Tp, k.block)
+    return carry
+
+
+def _coordinate_rows(k: _Causal, c: dict, t: Array) -> dict:
+    """Coordinate site at step t: β̃(t) of the samples, row t of C_β̃ and of the response R (exact tangents or
+    Stein)."""
+    btil = k.fm.beta(c["w"]) - k.beta_star
+    c["bt"] = c["bt"].at[t].set(btil)
+    c_row = c["bt"] @ btil / k.S
+    c["C"] = c["C"].at[t].set(c_row).at[:, t].set(c_row)
+    if k.jvp:
+        dbeta = _tangent_map(k.fm.beta, (c["w"],), (c["dw"],))  # (S, Tp)
+        c["X"] = history_write(c["X"], dbeta, t)
+        r_row = jnp.where(jnp.arange(k.T) < t, jnp.mean(dbeta, axis=0)[: k.T], 0.0)
+    else:
+        r_row = stein_row(c["L"], c["active"], k.z @ btil / k.S, t)
+    c["R"] = c["R"].at[t].set(r_row)
+    return c
+
+
+def _sample_site_rows(k: _Causal, c: dict, t: Array) -> tuple[dict, Array, Array]:
+    """Sample site at step t: row t of H = (I + R)⁻¹ (forward substitution), of C_Δ and of the causal factor 𝐋.
+    Returns the carry, h = H(t,:) and h·B̃."""
+    alpha, noise = jnp.asarray(k.p.alpha), jnp.asarray(k.p.noise)
+    h = jnp.where(jnp.arange(k.T) == t, 1.0, 0.0) - c["R"][t] @ c["H"]
+    c["H"] = c["H"].at[t].set(h)
+    cd_row = (h @ (noise**2 + c["C"])) @ c["H"].T
+    c["CD"] = c["CD"].at[t].set(cd_row).at[:, t].set(cd_row)
+    hb = h @ c["bt"]
+    l_row, c["Q"], ok = extend_lq(c["Q"], noise_data_row(h, hb, alpha, noise), t)
+    c["L"], c["active"] = c["L"].at[t].set(l_row), c["active"].at[t].set(ok)
+    return c, h, hb
+
+
+def _advance(k: _Causal, c: dict, t: Array, h: Array, hb: Array) -> dict:
+    """ρ(t) = 𝐋(t,:)Z, q̂(t) = ρ(t)/α − H(t,:)B̃, and the GD step of the samples (and of their tangents)."""
+    alpha = jnp.asarray(k.p.alpha)
+    step_fn = lambda w, q: k.fm.step(w, q, k.p)
+    w = c["w"]
+    qhat = c["L"][t] @ k.z / alpha - hb
+    c["w"] = step_fn(w, qhat)
+    if k.jvp:
+        h_p = jnp.pad(h, (0, k.Tp - k.T))
+        kick = jnp.where(jnp.arange(k.Tp) == t, 1.0 / alpha, 0.0)  # ∂q̂(t)/∂ρ(s) = δ_ts/α
+        dq = kick[None, :] - history_contract(c["X"], h_p, t)
+        c["dw"] = _tangent_map(step_fn, (w, qhat), (c["dw"], dq))
+    return c
+
+
+def _causal_residual(k: _Causal, c: dict) -> Array:
+    """Self-consistency check: re-run the samples with the final H and 𝐋 and compare the paths (and R for
+    Stein)."""
+    fB, fR = _picard_map_parts(k.p, k.beta_star, k.z, c["H"], c["L"], c["active"], k.fm,
+                               None if k.jvp else "stein")
+    res = jnp.max(jnp.abs(fB - c["bt"]))
+    if fR is not None:
+        res = jnp.maximum(res, jnp.max(jnp.abs(fR - c["R"])))
+    return res
+
+
 def causal_solve(
     p: Params,
     beta_star: Float[Array, " s"],
     z: Float[Array, "t s"],
     *,
-    form: str,
+    form: str | Form,
     response: str = "jvp",
 ) -> Solution:
     """Scheme B (diagonal_linear.md §5): one pass over t, exact for the sampled system.
 
-    Per step t: β(t) and its tangents from the samples; row t of C_β̃ and R; row t of H = (I + R)⁻¹ by forward
-    substitution, H(t,:) = e_t − R(t,:)H; row t of C_Δ; row t of G and of 𝐋 (:func:`extend_lq`); ρ(t) =
-    𝐋(t,:)Z; q̂(t); the GD step of the samples and of their tangents.
+    Per step t: β(t) and its tangents from the samples, row t of C_β̃ and R (:func:`_coordinate_rows`); row t of
+    H = (I + R)⁻¹ by forward substitution, H(t,:) = e_t − R(t,:)H, of C_Δ, and of G and 𝐋 (:func:`extend_lq`)
+    (:func:`_sample_site_rows`); ρ(t) = 𝐋(t,:)Z, q̂(t) and the GD step of the samples and of their tangents
+    (:func:`_advance`).
     """
     require_x64("causal_solve")
-    T, S = z.shape
-    alpha, noise = jnp.asarray(p.alpha), jnp.asarray(p.noise)
-    idx = jnp.arange(T)
-    jvp = response == "jvp"
-    beta_fn = lambda w: beta_of(w, form)
-    step_fn = lambda w, q: step(w, q, p, form)
-
-    w0 = init_state(p, (S,), form)
-    zeros = jnp.zeros((T, T))
-    carry0 = {
-        "w": w0,
-        "bt": jnp.zeros((T, S)),
-        "C": zeros,
-        "R": zeros,
-        "H": zeros,
-        "CD": zeros,
-        "L": zeros,
-        "Q": jnp.zeros((T, S + 1)),
-        "active": jnp.zeros(T, dtype=bool),
-    }
-    if jvp:  # tangents ∂(u, v)_i/∂ρ(s) and the history X[r] = ∂β_i(r)/∂ρ(s), directions padded to Tp
-        b = -(-T // 12)
-        Tp = b * (-(-T // b))
-        carry0["dw"] = tuple(jnp.zeros((S, Tp)) for _ in w0)
-        carry0["X"] = history_init(S, Tp, b)
+    k = _causal_setup(p, beta_star, z, form, response)
 
     def body(c: dict, t: Array) -> tuple[dict, None]:
-        c = dict(c)
-        w = c["w"]
-        btil = beta_fn(w) - beta_star
-        bt = c["bt"].at[t].set(btil)
-        c_row = bt @ btil / S
-        c["C"] = c["C"].at[t].set(c_row).at[:, t].set(c_row)
-        if jvp:
-            dbeta = _tangent_map(beta_fn, (w,), (c["dw"],))  # (S, Tp)
-            c["X"] = history_write(c["X"], dbeta, t)
-            r_row = jnp.where(idx < t, jnp.mean(dbeta, axis=0)[:T], 0.0)
-        else:
-            r_row = stein_row(c["L"], c["active"], z @ btil / S, t)
-        c["R"] = c["R"].at[t].set(r_row)
-        h = jnp.where(idx == t, 1.0, 0.0) - r_row @ c["H"]
-        H = c["H"].at[t].set(h)
-        cd_row = (h @ (noise**2 + c["C"])) @ H.T
-        c["CD"] = c["CD"].at[t].set(cd_row).at[:, t].set(cd_row)
-        hb = h @ bt
-        l_row, c["Q"], ok = extend_lq(c["Q"], noise_data_row(h, hb, alpha, noise), t)
-        c["L"], c["active"] = c["L"].at[t].set(l_row), c["active"].at[t].set(ok)
-        qhat = l_row @ z / alpha - hb
-        c["w"] = step_fn(w, qhat)
-        if jvp:
-            h_p = jnp.pad(h, (0, Tp - T))
-            kick = jnp.where(jnp.arange(Tp) == t, 1.0 / alpha, 0.0)  # ∂q̂(t)/∂ρ(s) = δ_ts/α
-            dq = kick[None, :] - history_contract(c["X"], h_p, t)
-            c["dw"] = _tangent_map(step_fn, (w, qhat), (c["dw"], dq))
-        c["H"], c["bt"] = H, bt
-        return c, None
+        c = _coordinate_rows(k, dict(c), t)
+        c, h, hb = _sample_site_rows(k, c, t)
+        return _advance(k, c, t, h, hb), None
 
-    c, _ = jax.lax.scan(body, carry0, idx)
-    # Self-consistency check: re-run the samples with the final H and 𝐋 and compare the paths (and R for
-    # Stein).
-    fB, fR = _picard_map_parts(p, beta_star, z, c["H"], c["L"], c["active"], form, None if jvp else "stein")
-    res = jnp.max(jnp.abs(fB - c["bt"]))
-    if fR is not None:
-        res = jnp.maximum(res, jnp.max(jnp.abs(fR - c["R"])))
-    return Solution(
-        c["C"],
-        c["R"],
-        c["H"],
-        c["CD"],
-        c["L"],
-        c["active"],
-        c["bt"] + beta_star[None, :],
-        res,
-        jnp.asarray(1),
-        res[None],
-    )
+    c, _ = jax.lax.scan(body, _causal_init(k), jnp.arange(k.T))
+    res = _causal_residual(k, c)
+    return Solution(c["C"], c["R"], c["H"], c["CD"], c["L"], c["active"], c["bt"] + beta_star[None, :], res,
+                    jnp.asarray(1), res[None])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -206,24 +255,25 @@ def causal_solve(
 
 
 def _paths(
-    p: Params, beta_star: Array, rho: Float[Array, "t ..."], H: Float[Array, "t t"], form: str
+    p: Params, beta_star: Array, rho: Float[Array, "t ..."], H: Float[Array, "t t"], form: str | Form
 ) -> Float[Array, "t ..."]:
     """β̃(t) of samples driven by a given ρ path, the memory kernel H held fixed (any trailing shape)."""
     T = rho.shape[0]
-    w0: State = init_state(p, beta_star.shape, form)
+    fm = form_of(form)
+    w0: State = fm.init(p, beta_star.shape)
 
     def body(carry: tuple[State, Array], t: Array) -> tuple[tuple[State, Array], None]:
         w, bt = carry
-        bt = bt.at[t].set(beta_of(w, form) - beta_star)
+        bt = bt.at[t].set(fm.beta(w) - beta_star)
         qhat = rho[t] / p.alpha - jnp.tensordot(H[t], bt, axes=1)
-        return (step(w, qhat, p, form), bt), None
+        return (fm.step(w, qhat, p), bt), None
 
     (_, bt), _ = jax.lax.scan(body, (w0, jnp.zeros_like(rho)), jnp.arange(T))
     return bt
 
 
 def _mean_jacobian(
-    p: Params, beta_star: Array, rho: Float[Array, "t s"], H: Float[Array, "t t"], form: str, chunk: int
+    p: Params, beta_star: Array, rho: Float[Array, "t s"], H: Float[Array, "t t"], form: str | Form, chunk: int
 ) -> Float[Array, "t t"]:
     """R(t,s) = mean_i ∂β_i(t)/∂ρ_i(s) by forward-mode tangents through the scanned path, in sample chunks."""
     T, S = rho.shape
@@ -248,7 +298,7 @@ def _picard_map_parts(
     H: Array,
     L: Array,
     active: Array,
-    form: str,
+    form: str | Form,
     response: str | None,
     chunk: int = 64,
 ) -> tuple[Array, Array | None]:
@@ -258,7 +308,7 @@ def _picard_map_parts(
     bt = _paths(p, beta_star, rho, H, form)
     if response is None:
         return bt, None
-    if response == "stein":
+    if not _response_is_jvp(response):
         G = bt @ z.T / S  # G[t, r] = E β̃(t)Z(r)
         R = jax.vmap(lambda g, t: stein_row(L, active, g, t))(G, jnp.arange(T))
     else:
@@ -282,7 +332,7 @@ def picard_solve(
     beta_star: Float[Array, " s"],
     z: Float[Array, "t s"],
     *,
-    form: str,
+    form: str | Form,
     response: str = "jvp",
     damping: float | Array = 1.0,
     tol: float | Array = 1e-8,

@@ -28,7 +28,7 @@ import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 from dmft.spectra.bulk import mp_expectation
 from solvers.roots import chandrupatla
 
-from ._model import Params, beta_of, init_state, lazy_rate, step
+from .problem import Params, beta_of, form_of, init_state, lazy_rate, step
 
 __all__ = [
     "t1_test_loss",
@@ -79,7 +79,7 @@ def _prior_nodes(p: Params, prior: str, n: int = 201) -> tuple[Float[Array, " k"
 
 def effective_init(p: Params, form: str) -> Array:
     """The "uv" init scale with the same implicit bias: a ("uv"), 2a ("pm", whose potential is Φ_{2a}/2)."""
-    return jnp.asarray(p.init_scale) * (1.0 if form == "uv" else 2.0)
+    return jnp.asarray(p.init_scale) * form_of(form).init_factor
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -91,10 +91,10 @@ def effective_init(p: Params, form: str) -> Array:
 def t1_test_loss(p: Params, form: str) -> Array:
     """Test loss after one step, exact in the proportional limit (diagonal_linear.md §6.2).
 
-    β(1) = c q̂(0) with c = ηa² ("uv"), 8ηa²(1 − ηλ) ("pm"), q̂(0) = ρ(0)/α + β*, so
+    β(1) = c q̂(0) with c = ηa²(1 − ηλ) ("uv"), 8ηa²(1 − ηλ) ("pm"), q̂(0) = ρ(0)/α + β*, so
     C_β̃(1,1) = (1 − c)²ρ* + c²(ρ* + σ_ε²)/α and test = ½(C_β̃(1,1) + σ_ε²).
     """
-    c = lazy_rate(p, form) * (1.0 if form == "uv" else 1.0 - p.lr * p.weight_decay)
+    c = lazy_rate(p, form) * (1.0 - p.lr * p.weight_decay)  # "uv": u(1)v(1) = (1 − ηλ)a · ηa q̂(0)
     rho, s2 = p.teacher_variance, jnp.asarray(p.noise) ** 2
     return 0.5 * ((1 - c) ** 2 * rho + c**2 * (rho + s2) / p.alpha + s2)
 
@@ -257,8 +257,7 @@ def fixed_point(p: Params, form: str, prior: str, n: int = 4001, tol: float = 1e
 
 def local_metric(b: Array, p: Params, form: str) -> Array:
     """m(β) with dβ/dτ = m q̂ in gradient flow: √(a⁴ + 4β²) ("uv"), 4√(β² + 4a⁴) ("pm")."""
-    a2 = jnp.asarray(p.init_scale) ** 2
-    return jnp.sqrt(a2 * a2 + 4 * b * b) if form == "uv" else 4 * jnp.sqrt(b * b + 4 * a2 * a2)
+    return form_of(form).metric(b, p.init_scale)
 
 
 @partial(jax.jit, static_argnames=("form",))
@@ -297,10 +296,7 @@ def escape_time(g: ArrayLike, p: Params, form: str, level: ArrayLike = 1.0) -> A
     "uv": β = (a²/2) sinh(2gτ) gives τ = arcsinh(2·level/a²)/(2|g|) ≈ log(1/a)/|g| (plus O(1)/|g|);
     "pm": β = 2a² sinh(4gτ) gives τ = arcsinh(level/(2a²))/(4|g|) ≈ ½ log(1/a)/|g|.
     """
-    a2, g = jnp.asarray(p.init_scale) ** 2, jnp.abs(jnp.asarray(g, dtype=jnp.float64))
-    if form == "uv":
-        return jnp.arcsinh(2 * level / a2) / (2 * g)
-    return jnp.arcsinh(level / (2 * a2)) / (4 * g)
+    return form_of(form).escape_time(jnp.asarray(g, dtype=jnp.float64), p.init_scale, level)
 
 
 def _field_nodes(p: Params, prior: str, n_b: int, n_g: int) -> tuple[Array, Array, Array]:
@@ -352,7 +348,7 @@ def small_init_limit(s: ArrayLike, p: Params, form: str, prior: str, n_b: int = 
     test(s) = ½(σ_ε² + E[β*² 1{c|g|s < 1} + (g − β*)² 1{c|g|s ≥ 1}]) with c = 1 ("uv"), 2 ("pm").
     """
     b, g, w = _field_nodes(p, prior, n_b, n_g)
-    c = 1.0 if form == "uv" else 2.0
+    c = 0.5 * form_of(form).flow_rate
     s = jnp.asarray(s, dtype=jnp.float64)[..., None]
     out = c * jnp.abs(g) * s >= 1
     e = jnp.where(out, (g - b) ** 2, b * b)

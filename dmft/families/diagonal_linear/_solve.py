@@ -15,15 +15,13 @@ import xarray as xr
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 
 from ...config import Config, ConfigError
+from ...results import mask_after, status_variables
 from . import _oracles as O
 from ._dmft import causal_solve, picard_solve
-from ._model import Params, sample_teacher
+from .problem import Params, loss_divergence, params_from_config, sample_teacher, snapshot_steps
 
 __all__ = [
     "Static",
-    "params_from_config",
-    "snapshot_steps",
-    "divergence_step",
     "solve_arrays",
     "oracle_arrays",
     "solve_arrays_batch",
@@ -46,19 +44,6 @@ class Static(NamedTuple):
     snapshots: tuple[int, ...]
 
 
-def params_from_config(cfg: Config) -> Params:
-    m, d, o = cfg.model, cfg.data, cfg.optim
-    return Params(o.lr, m.init_scale, d.alpha, d.noise, o.weight_decay, d.teacher_variance, d.sparsity)
-
-
-def snapshot_steps(cfg: Config) -> tuple[int, ...]:
-    """``simulate.snapshots`` or 5 evenly spaced steps in 0..T−1."""
-    snaps = cfg.simulate.snapshots
-    if snaps is None:
-        snaps = {round(x) for x in np.linspace(0, cfg.optim.steps - 1, 5)}
-    return tuple(sorted(set(snaps)))
-
-
 def static_of(cfg: Config) -> Static:
     s = cfg.solver
     return Static(
@@ -72,17 +57,6 @@ def static_of(cfg: Config) -> Static:
         s.replicas,
         snapshot_steps(cfg),
     )
-
-
-def divergence_step(train: np.ndarray, test: np.ndarray, threshold: float) -> int:
-    """First step where a loss is not finite or exceeds ``threshold`` times its initial value; −1 if none."""
-    bad = (
-        ~np.isfinite(train)
-        | ~np.isfinite(test)
-        | (train > threshold * train[0])
-        | (test > threshold * test[0])
-    )
-    return int(np.argmax(bad)) if bad.any() else -1
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -164,20 +138,17 @@ def oracle_arrays(p: Params, steps: int, form: str, prior: str) -> dict[str, Any
 def _dataset(out: dict[str, np.ndarray], cfg: Config, st: Static) -> xr.Dataset:
     T = st.steps
     tol = cfg.solver.tol
-    bad = divergence_step(out["train_loss"], out["test_loss"], cfg.solver.divergence_threshold)
-    diverged = bad >= 0
-    curves = {}
-    for name in ("train_loss", "test_loss", "train_loss_mcse", "test_loss_mcse"):
-        v = np.array(out[name])
-        if diverged:
-            v[bad:] = np.nan
-        curves[name] = ("t", v)
+    d, k = loss_divergence(out["train_loss"], out["test_loss"], cfg.solver.divergence_threshold)
+    diverged, bad = bool(d), int(k)
+    t = np.arange(T)
+    curves = {name: ("t", mask_after(out[name], bad, t))
+              for name in ("train_loss", "test_loss", "train_loss_mcse", "test_loss_mcse")}
     residual = float(out["residual"])
     converged = bool(np.isfinite(residual) and residual < tol and not diverged)
     if diverged:
         warnings.warn(
             f"diagonal_linear DMFT diverged at step {bad} (lr = {cfg.optim.lr}, init_scale = "
-            f"{cfg.model.init_scale}); losses from that step on are NaN",
+            f"{cfg.model.init_scale}); losses after that step are NaN",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -194,35 +165,30 @@ def _dataset(out: dict[str, np.ndarray], cfg: Config, st: Static) -> xr.Dataset:
     ds = xr.Dataset(
         {
             **curves,
-            "C_beta": (two, out["C_beta"]),
-            "R_beta": (two, out["R_beta"]),
-            "C_delta": (two, out["C_delta"]),
-            "beta": (("t_snap", "sample"), out["beta"]),
-            "beta_star": ("sample", out["beta_star"]),
+            "C_beta": (two, mask_after(mask_after(out["C_beta"], bad, t, 0), bad, t, 1)),
+            "R_beta": (two, mask_after(mask_after(out["R_beta"], bad, t, 0), bad, t, 1)),
+            "C_delta": (two, mask_after(mask_after(out["C_delta"], bad, t, 0), bad, t, 1)),
+            "beta": (("t_snap", "i"), mask_after(out["beta"], bad, np.asarray(st.snapshots), 0)),
+            "beta_star": ("i", out["beta_star"]),
             "test_loss_lazy": ("t", out["test_loss_lazy"]),
             "train_loss_lazy": ("t", out["train_loss_lazy"]),
             "test_loss_small_init": ("t", out["test_loss_small_init"]),
             "test_loss_fixed_point": ((), float(out["test_loss_fixed_point"])),
             "late_rate_oracle": ((), float(out["late_rate_oracle"])),
-            "converged": ((), converged),
+            **status_variables(diverged, bad, converged),
             "residual": ((), residual),
             "residual_history": ("iteration", hist),
-            "diverged": ((), diverged),
-            "divergence_step": ((), bad),
             "degenerate_rows": ((), int(out["degenerate_rows"])),
         },
         coords={
             "t": np.arange(T),
             "s": np.arange(T),
             "t_snap": list(st.snapshots),
-            "sample": np.arange(st.samples),
+            "i": np.arange(st.samples),
             "iteration": np.arange(1, len(hist) + 1),
         },
         attrs={"family": "diagonal_linear"},
     )
-    ds["C_beta"].attrs["long_name"] = "C_β̃(t,s) = E (β−β*)(t)(β−β*)(s)"
-    ds["R_beta"].attrs["long_name"] = "R(t,s) = E ∂β(t)/∂ρ(s)"
-    ds["late_rate_oracle"].attrs["long_name"] = "λ_min: train loss ∝ (1 − ηλ_min)^{2t} near the fixed point"
     return ds
 
 

@@ -90,6 +90,7 @@ def figures(theory: xr.Dataset | None, sim: xr.Dataset | None) -> dict[str, Any]
                     _twin(ax, x, ds[loss], "C1", _twin_label(ds))
                 ax.set_xlabel(xlabel)
             ax.set_yscale("log")
+            ax.set_ylabel(loss.replace("_", " ") + " (log scale)")
             ax.set_title(loss.replace("_", " "))
             ax.legend(fontsize=7)
         _flag_divergence(fig, theory, sim)
@@ -160,6 +161,7 @@ def _beta_hist(theory: xr.Dataset | None, sim: xr.Dataset | None) -> Any:
         ax.set_yscale("log")
         ax.set_title(f"β at t = {t}")
         ax.set_xlabel("β")
+        ax.set_ylabel("density (log scale)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -189,7 +191,7 @@ def _oracle_vs_init(cfg: Any, a_grid: np.ndarray) -> dict[str, np.ndarray]:
     import jax.numpy as jnp
 
     from . import _oracles as O
-    from ._solve import params_from_config
+    from .problem import params_from_config
 
     p0 = params_from_config(cfg)
     form, prior = cfg.model.form, cfg.data.prior
@@ -203,28 +205,12 @@ def _oracle_vs_init(cfg: Any, a_grid: np.ndarray) -> dict[str, np.ndarray]:
     return {"test": np.asarray(test), "rate": np.asarray(rate)}
 
 
-def sweep_figures(grid: xr.Dataset, sim: xr.Dataset | None = None) -> dict[str, Any]:
-    """Figures of a sweep over ``init_scale`` (theory grid, or twin grid, or both):
-
-    ``losses_vs_init``, ``plateaus`` (against τ/log(1/a), with the a → 0 search-phase limit),
-    ``final_error_vs_init`` (with the fixed-point curve), ``late_rate_vs_init`` (with the oracle λ_min).
-    Other sweeps get the generic loss overlay.
-    """
-    from ...plot import sweep_loss_figure
-
-    if "seed" in grid.dims and sim is None:
-        grid, sim = None, grid
-    ref = grid if grid is not None else sim
-    if "init_scale" not in ref.dims:
-        return {"sweep": sweep_loss_figure(ref, "test_loss")}
+def _sweep_loss_figures(grid: xr.Dataset | None, sim: xr.Dataset | None, ref: xr.Dataset, cfg: Any,
+                        colors: list) -> dict[str, Any]:
+    """``losses_vs_init`` and ``plateaus`` (against τ/log(1/a), with the a → 0 search-phase limit)."""
     plt = _plt()
-    cfg = _cfg(ref)
-    a_vals = ref["init_scale"].values
-    cmap = plt.get_cmap("viridis")
-    colors = [cmap(i / max(1, len(a_vals) - 1)) for i in range(len(a_vals))]
-    lr = cfg.optim.lr
+    a_vals, lr = ref["init_scale"].values, cfg.optim.lr
     out: dict[str, Any] = {}
-
     for name, rescale in (("losses_vs_init", False), ("plateaus", True)):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for ax, loss in zip(axes, ("test_loss", "train_loss"), strict=True):
@@ -247,34 +233,26 @@ def sweep_figures(grid: xr.Dataset, sim: xr.Dataset | None = None) -> dict[str, 
                 ax.plot(s[:k], y[:k], "k--", lw=1, label="a → 0 search phase")
             ax.set_yscale("log")
             ax.set_xlabel("τ / log(1/a)" if rescale else "step t")
+            ax.set_ylabel(loss.replace("_", " ") + " (log scale)")
             ax.set_title(loss.replace("_", " ") + (" (a < 1)" if rescale else ""))
             ax.legend(fontsize=6)
         fig.tight_layout()
         out[name] = fig
+    return out
 
-    a_grid = np.geomspace(min(a_vals) / 2, max(a_vals) * 2, 25)
-    orc = _oracle_vs_init(cfg, a_grid) if cfg is not None and cfg.optim.weight_decay == 0 else None
 
+def _final_error_figure(grid: xr.Dataset | None, sim: xr.Dataset | None, a_vals: np.ndarray,
+                        a_grid: np.ndarray, orc: dict | None) -> Any:
+    """Final test loss against a (theory, twin) with the gradient-flow fixed-point curve."""
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.8))
     if grid is not None:
-        ax.errorbar(
-            a_vals,
-            grid["test_loss"].isel(t=-1).values,
-            yerr=2 * grid["test_loss_mcse"].isel(t=-1).values,
-            fmt="s",
-            color="C0",
-            label="DMFT, final step",
-        )
+        ax.errorbar(a_vals, grid["test_loss"].isel(t=-1).values, yerr=2 * grid["test_loss_mcse"].isel(t=-1).values,
+                    fmt="s", color="C0", label="DMFT, final step")
     if sim is not None:
         fin = sim["test_loss"].isel(t=-1)
-        ax.errorbar(
-            a_vals,
-            fin.mean("seed").values,
-            yerr=fin.std("seed").values,
-            fmt="o",
-            color="C1",
-            label="twin, final step",
-        )
+        ax.errorbar(a_vals, fin.mean("seed").values, yerr=fin.std("seed").values, fmt="o", color="C1",
+                    label="twin, final step")
     if orc is not None:
         ax.plot(a_grid, orc["test"], "k-", lw=1, label="fixed point (gradient flow, t → ∞)")
     ax.set_xscale("log")
@@ -282,17 +260,17 @@ def sweep_figures(grid: xr.Dataset, sim: xr.Dataset | None = None) -> dict[str, 
     ax.set_ylabel("test loss")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out["final_error_vs_init"] = fig
+    return fig
 
+
+def _late_rate_figure(grid: xr.Dataset | None, sim: xr.Dataset | None, a_vals: np.ndarray, lr: float,
+                      a_grid: np.ndarray, orc: dict | None) -> Any:
+    """Late-time decay rate of the train loss against a, with the oracle λ_min at the fixed point."""
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.8))
     if grid is not None:
-        ax.plot(
-            a_vals,
-            [late_rate(grid["train_loss"].sel(init_scale=a).values, lr) for a in a_vals],
-            "s",
-            color="C0",
-            label="DMFT late slope",
-        )
+        ax.plot(a_vals, [late_rate(grid["train_loss"].sel(init_scale=a).values, lr) for a in a_vals], "s",
+                color="C0", label="DMFT late slope")
     if sim is not None:
         rates = [late_rate(sim["train_loss"].sel(init_scale=a).mean("seed").values, lr) for a in a_vals]
         ax.plot(a_vals, rates, "o", color="C1", label="twin late slope")
@@ -301,15 +279,40 @@ def sweep_figures(grid: xr.Dataset, sim: xr.Dataset | None = None) -> dict[str, 
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("init scale a")
-    ax.set_ylabel("λ: train loss ∝ (1 − ηλ)^{2t}")
+    ax.set_ylabel(r"$\lambda$: train loss $\propto (1 - \eta\lambda)^{2t}$")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    out["late_rate_vs_init"] = fig
+    return fig
+
+
+def sweep_figures(grid: xr.Dataset, sim: xr.Dataset | None = None) -> dict[str, Any]:
+    """Figures of a sweep over ``init_scale`` (theory grid, or twin grid, or both):
+
+    ``losses_vs_init``, ``plateaus`` (against τ/log(1/a), with the a → 0 search-phase limit),
+    ``final_error_vs_init`` (with the fixed-point curve), ``late_rate_vs_init`` (with the oracle λ_min).
+    Other sweeps get the generic loss overlay.
+    """
+    from ...plot import sweep_loss_figure
+
+    if "seed" in grid.dims and sim is None:
+        grid, sim = None, grid
+    ref = grid if grid is not None else sim
+    if "init_scale" not in ref.dims:
+        return {"sweep": sweep_loss_figure(ref, "test_loss")}
+    cfg = _cfg(ref)
+    a_vals = ref["init_scale"].values
+    cmap = _plt().get_cmap("viridis")
+    colors = [cmap(i / max(1, len(a_vals) - 1)) for i in range(len(a_vals))]
+    out = _sweep_loss_figures(grid, sim, ref, cfg, colors)
+    a_grid = np.geomspace(min(a_vals) / 2, max(a_vals) * 2, 25)
+    orc = _oracle_vs_init(cfg, a_grid) if cfg is not None and cfg.optim.weight_decay == 0 else None
+    out["final_error_vs_init"] = _final_error_figure(grid, sim, a_vals, a_grid, orc)
+    out["late_rate_vs_init"] = _late_rate_figure(grid, sim, a_vals, cfg.optim.lr, a_grid, orc)
     return out
 
 
 def _small_init_limit(cfg: Any, s: np.ndarray) -> np.ndarray:
     from . import _oracles as O
-    from ._solve import params_from_config
+    from .problem import params_from_config
 
     return np.asarray(O.small_init_limit(s, params_from_config(cfg), cfg.model.form, cfg.data.prior))

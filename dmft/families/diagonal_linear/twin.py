@@ -8,7 +8,9 @@ mean squared loss L = ½P⁻¹|y − Xβ/√d|², full-batch GD with step ηd on
 ``lax.scan``.
 
 Records per seed: ``train_loss`` = L(θ(t)), ``test_loss`` = ½(|β(t) − β*|²/d + σ_ε²) (exact over fresh data),
-β at the snapshot steps, and β*.
+β at the snapshot steps, and β*. Divergence per seed (:mod:`dmft.results`, ``solver.divergence_threshold``): the
+values after the first diverged step are NaN. Imports the problem definition (:mod:`.problem`) only, never the
+theory.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from jaxtyping import Array, PRNGKeyArray
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 
 from ...config import Config
-from ._model import Params, beta_of, init_state, sample_teacher
-from ._solve import divergence_step, params_from_config, snapshot_steps
+from ...results import mask_after, status_variables
+from .problem import Params, form_of, loss_divergence, params_from_config, sample_teacher, snapshot_steps
 
 __all__ = ["TwinSpec", "spec_from_config", "train", "simulate_config"]
 
@@ -63,11 +65,12 @@ def train(key: PRNGKeyArray, p: Params, spec: TwinSpec) -> dict[str, Array]:
     X = jax.random.normal(k_x, (P, d))
     beta_star = sample_teacher(k_b, d, p, spec.prior, stratified=False)
     y = X @ beta_star / math.sqrt(d) + p.noise * jax.random.normal(k_e, (P,))
-    u, v = init_state(p, (d,), spec.form)
+    fm = form_of(spec.form)
+    u, v = fm.init(p, (d,))
     params = {"u": u, "v": v}
 
     def beta(prm: dict[str, Array]) -> Array:
-        return beta_of((prm["u"], prm["v"]), spec.form)
+        return fm.beta((prm["u"], prm["v"]))
 
     def loss(prm: dict[str, Array]) -> Array:
         r = y - X @ beta(prm) / math.sqrt(d)
@@ -111,17 +114,15 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
     parts = [run(keys_p[b * per_batch : (b + 1) * per_batch]) for b in batches]
     out = {k: np.concatenate([np.asarray(o[k]) for o in parts])[:n] for k in parts[0]}
 
-    thr = cfg.solver.divergence_threshold
-    bad = np.array(
-        [divergence_step(out["train_loss"][s], out["test_loss"][s], thr) for s in range(len(keys))]
-    )
+    diverged, bad = loss_divergence(out["train_loss"], out["test_loss"], cfg.solver.divergence_threshold)
+    t = np.arange(spec.steps)
     for name in ("train_loss", "test_loss"):
-        t_idx = np.arange(spec.steps)[None, :]
-        out[name] = np.where((bad[:, None] >= 0) & (t_idx >= bad[:, None]), np.nan, out[name])
-    if (bad >= 0).any():
+        out[name] = mask_after(out[name], bad, t)
+    out["beta"] = mask_after(out["beta"], bad[:, None], np.asarray(spec.snapshots), t_axis=1)
+    if diverged.any():
         warnings.warn(
-            f"diagonal_linear twin: {(bad >= 0).sum()} of {len(bad)} seeds diverged (first at step "
-            f"{bad[bad >= 0].min()}); losses from that step on are NaN",
+            f"diagonal_linear twin: {diverged.sum()} of {len(bad)} seeds diverged (first at step "
+            f"{bad[diverged].min()}); values after it are NaN",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -131,12 +132,11 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
             "test_loss": (("seed", "t"), out["test_loss"]),
             "beta": (("seed", "t_snap", "i"), out["beta"]),
             "beta_star": (("seed", "i"), out["beta_star"]),
-            "diverged": ("seed", bad >= 0),
-            "divergence_step": ("seed", bad),
+            **status_variables(diverged, bad, True, dims=("seed",)),
         },
         coords={
             "seed": np.arange(len(keys)),
-            "t": np.arange(spec.steps),
+            "t": t,
             "t_snap": list(spec.snapshots),
             "i": np.arange(spec.dim),
         },

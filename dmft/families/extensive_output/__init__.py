@@ -7,7 +7,7 @@ initial bulk plus C outliers; with C ∝ D every step is an update of extensive 
 * theory (:mod:`.theory`): frozen readout — Dyson (variance-profile) equation for the whole singular-value
   density at every recorded step, population and finite α, exact at finite ν; full GD under μP — the exact ν = ∞
   mode-by-mode recursion; NTK — the lazy limit. Full GD at finite ν has no exact theory: :func:`.extrapolate`
-  fits the twin at several D to D = ∞ with error bars (:mod:`._extrapolate`).
+  fits the twin at several D to D = ∞ with error bars (:mod:`.twin_extrapolate`).
 * twin (:mod:`.twin`): the finite network in weight form (any α) and in the exact N-free Gram form.
 
 This module is light: nothing heavy is imported until a callable runs.
@@ -62,9 +62,9 @@ def _check(cfg: Any) -> None:
 
 def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = None) -> Any:
     """Twin at several D fitted to D = ∞ (edge ∝ D^{-2/3}, quantiles and losses ∝ 1/D), with error bars."""
-    # The module is private (``_extrapolate``): a submodule named ``extrapolate`` would be bound over this
+    # The module is private (``twin_extrapolate``, a twin-side tool): a submodule named ``extrapolate`` would be bound over this
     # function as a package attribute on first import, and the next call would hit a module.
-    from ._extrapolate import extrapolate as _extrapolate
+    from .twin_extrapolate import extrapolate as _extrapolate
 
     return _extrapolate(cfg, dims=dims, seeds=seeds, section=section)
 

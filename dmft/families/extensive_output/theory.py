@@ -6,7 +6,7 @@ r"""Theory of the extensive-output model: one entry point, three solvers (extens
 * ``infinite_width`` (full GD, population): μP — the exact ν = ∞ mode recursion (:mod:`._infinite`), spectrum of
   W⁰/√N = √k_t(b) on a fraction min(κ, 1) and σ on the rest; NTK — the lazy limit (the spectrum stays at σ).
 * ``extrapolate`` (full GD at finite ν: no exact theory): the twin at several D fitted to D = ∞
-  (:mod:`._extrapolate`).
+  (:mod:`.twin_extrapolate`).
 
 Never imports the twin. Everything runs in float64 (``jax.enable_x64`` context), compiled once per size.
 """

@@ -1,7 +1,8 @@
 """μP networks at infinite width with finite data (``family = "mean_field"``, shared/theory/mean_field.md).
 
-Modules: :mod:`.problem` (data and activations shared by theory and twin), :mod:`.theory` (kernel DMFT: closed
-form for linear φ, Monte Carlo single-site solver otherwise; level 2), :mod:`.twin`, :mod:`.figures`. The
+Modules: :mod:`.problem` (data, activations, γ0 rule and recorded steps shared by theory and twin), :mod:`.theory`
+(kernel DMFT: closed form for linear φ, Monte Carlo single-site solver otherwise; level 2), :mod:`.twin` (imports
+:mod:`.problem` only), :mod:`.figures`. The
 array-level theory API is re-exported here on first use.
 """
 
@@ -51,6 +52,19 @@ FAMILY = Family(
     oracles={"lazy_oracle": lambda *a, **k: _theory().lazy_oracle(*a, **k)},
     papers=("2205.09653", "2605.07870"),
     smoke={"optim.steps": 6, "data.points": 6, "simulate.width": 64, "simulate.seeds": 2},
+    long_names={
+        "f": "network output f_μ(t) on every point (training points first)",
+        "ntk": "tangent kernel K_μν(t) = Σ_ℓ G^{ℓ+1}(t,t)∘Φ^ℓ(t,t)",
+        "ntk_alignment": "kernel alignment yᵀK(t)y / (‖K(t)‖_F |y|²) on the training points",
+        "Phi_diag": "equal-time feature kernel Φ^ℓ(t,t) = ⟨φ(h^ℓ)φ(h^ℓ)ᵀ⟩, ℓ = layer_phi",
+        "point": "data point μ (P training points, then Q test points)",
+        "point2": "data point ν (second index of a kernel)",
+        "layer_phi": "layer ℓ of the feature kernel Φ^ℓ",
+        "layer": "hidden matrix index ℓ of M^ℓ = W^ℓ/√N",
+        "outlier_sv": "outlier singular values of M^layer = W^layer/√N (NaN: no outlier or step not evaluated)",
+        "top_sv": "largest singular values of W^layer/√N (twin; bulk edge 2σ)",
+        "twin_width": "hidden width N of the twin",
+    },
 )
 
 

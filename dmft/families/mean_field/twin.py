@@ -46,17 +46,17 @@ import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 from solvers.linalg import cholesky, eigvalsh
 
 from ...config import Config
-from ...results import divergence, mask_after, record_steps, status_variables
+from ...results import default_every, divergence, mask_after, record_steps, status_variables
 from ...scaling import applied_lr
 from .problem import (
     MeanFieldData,
+    PopulationPoints,
     common_coords,
     gamma0_of,
     kernel_alignment,
     make_dataset,
     population_points,
     population_test_loss,
-    spectrum_steps,
 )
 from .problem import activation as _activation
 
@@ -262,8 +262,8 @@ def train_network(
     """
     x = jnp.asarray(x, dtype=float)
     xt = jnp.zeros((0, x.shape[1])) if x_test is None else jnp.asarray(x_test, dtype=float)
-    t_sv = record_steps(steps, record_every)
-    every = int(t_sv[1] - t_sv[0]) if len(t_sv) > 1 else 1
+    every = max(1, min(record_every or default_every(steps), steps - 1))
+    t_sv = record_steps(steps, every)  # = record_steps(steps, record_every): 0, k, 2k, … and T − 1
     factored = steps * x.shape[0] <= width // 4
     spec = TwinSpec(int(width), int(depth), activation, int(steps), int(every), int(k_top), int(x.shape[0]),
                     bool(factored))
@@ -289,23 +289,21 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=1, desc=f"simulate N={s.width}, {s.seeds} seeds", unit="run")
-    steps = spectrum_steps(cfg)
-    every = int(steps[1] - steps[0]) if len(steps) > 1 else 1
     res = train_network(
         data.x_train, data.y_train, x_obs, width=s.width, depth=m.depth, activation=m.activation, gamma0=g0,
         sigma=m.sigma, sigma_w=m.sigma_readout, lr=cfg.optim.lr, steps=cfg.optim.steps,
-        key=jax.random.key(s.seed), seeds=s.seeds, record_every=every, k_top=cfg.solver.max_outliers,
+        key=jax.random.key(s.seed), seeds=s.seeds, record_every=s.spectrum_every, k_top=cfg.solver.max_outliers,
     )
     if bar is not None:
         bar.update(1)
         bar.close()
-    pop = population_test_loss(res["f"], data, aux) if aux is not None else None
-    return twin_dataset(res, cfg, data, g0, pop)
+    return twin_dataset(res, cfg, data, g0, aux)
 
 
-def twin_dataset(res: dict, cfg: Config, data: MeanFieldData, g0: float, pop: np.ndarray | None) -> xr.Dataset:
+def twin_dataset(res: dict, cfg: Config, data: MeanFieldData, g0: float, aux: PopulationPoints | None) -> xr.Dataset:
     """Dataset of the finite-width twin: the theory's names with a ``seed`` dim; divergence flagged per seed
-    (:func:`dmft.results.divergence` with ``solver.divergence_threshold``), values after it NaN."""
+    (:func:`dmft.results.divergence` with ``solver.divergence_threshold``), values after it NaN (non-finite
+    values before it are impossible: a non-finite loss is a divergence)."""
     P, Q = data.x_train.shape[0], data.x_test.shape[0]
     M = P + Q
     T = cfg.optim.steps
@@ -333,8 +331,8 @@ def twin_dataset(res: dict, cfg: Config, data: MeanFieldData, g0: float, pop: np
     )
     if Q > 0:
         ds["test_loss"] = (("seed", "t"), 0.5 * np.mean((f[:, :, P:M] - np.asarray(data.y_test)) ** 2, axis=-1))
-    elif pop is not None:
-        ds["test_loss"] = (("seed", "t"), masked(pop))
+    elif aux is not None:
+        ds["test_loss"] = (("seed", "t"), population_test_loss(f, data, aux))
     if cfg.model.depth > 1 and res["top_sv"].shape[2] > 0:
         ds.coords["layer"] = np.arange(1, cfg.model.depth)
         ds.coords["t_spec"] = res["t_sv"]

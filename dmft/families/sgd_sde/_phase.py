@@ -1,5 +1,6 @@
-"""Phases of SGD on the 2509.01349 network (theory/sgd_sde.md §5–§6): the drift/Coulomb criterion, the
-observables that tell the three phases apart, and the predicted boundaries.
+"""Phases of SGD on the 2509.01349 network (theory/sgd_sde.md §5–§6): the predicted boundaries. The criterion, the
+observables and the classification rule are measured on theory and twin alike (:mod:`._problem_phase`,
+re-exported here).
 
 **Criterion** (evaluated at the final weights on fresh test inputs). With g_n the per-sample descent
 direction, dX_n = W g_nᵀ + g_n Wᵀ, U the eigenvectors of X = WWᵀ sorted by descending eigenvalue, K̃ = Uᵀ
@@ -30,15 +31,14 @@ from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
 from scipy import special
 
-from solvers.linalg import eigh, svdvals
-
-from . import _tanh_net
-from ._problem import Hyper, Problem
+from ._problem_phase import PHASES as PHASES
+from ._problem_phase import classify as classify
+from ._problem_phase import phase_criterion as phase_criterion
+from ._problem_phase import phase_observables as phase_observables
+from ._problem_phase import spacing_growth as spacing_growth
 
 __all__ = [
     "PHASES",
@@ -50,79 +50,6 @@ __all__ = [
     "preactivation_factor",
     "jammed_boundary",
 ]
-
-PHASES = ("ordered", "paramagnetic", "jammed")
-
-
-def phase_criterion(
-    w: Float[Array, "h f"],
-    test: _tanh_net.TanhData,
-    theta: Array | float,
-    sigma_w: Array | float,
-    release_indexing: bool = False,
-) -> dict[str, Array]:
-    """K_t, V_t, Δ̄, the ordered flag and T_c = K_t Δ̄ / V_t (formulas in the module docstring)."""
-    h, f = w.shape
-    g = _tanh_net.per_sample_descent(w, test)  # (p, h, f)
-    wg = jnp.einsum("ij,pkj->pik", w, g)
-    dx = wg + jnp.swapaxes(wg, 1, 2)
-    _, u = eigh(w @ w.T)
-    u = u[:, ::-1]  # descending eigenvalues
-    rot = jnp.einsum("ai,pab,bj->pij", u, dx, u)
-    k_tilde = jnp.mean(rot, axis=0)
-    v_tilde = jnp.var(rot, axis=0)
-    drift_gap = jnp.abs(k_tilde[0, 0]) - jnp.abs(k_tilde[h - 1, h - 1])
-    k = jnp.arange(1, h - 1)
-    second = h - k if release_indexing else h - 1 - k
-    coulomb_gap = 2 * v_tilde[0, h - 1] / (h - 1) + jnp.sum(
-        (v_tilde[0, k] + v_tilde[h - 1, second]) / k.astype(w.dtype)
-    )
-    mean_spacing = 4 * sigma_w**2 / (math.sqrt(f / h) * (h - 1))
-    return {
-        "drift_gap": drift_gap,
-        "coulomb_gap": coulomb_gap,
-        "mean_spacing": jnp.asarray(mean_spacing),
-        "ordered": drift_gap >= theta * coulomb_gap / mean_spacing,
-        "tc_estimate": drift_gap * mean_spacing / coulomb_gap,
-    }
-
-
-def phase_observables(
-    w0: Float[Array, "h f"], w: Float[Array, "h f"], test: _tanh_net.TanhData
-) -> dict[str, Array]:
-    """Overlap q = ⟨s_init·s_final⟩/(n_test h), its normalised form, the alignment m = ⟨ĥ, ŝ⟩ with the teacher
-    field h_n = Zᵀ y_t,n (Frobenius-normalised), and the preactivation variance σ_z² = mean (W h⁰)²."""
-    s0, _ = _tanh_net.forward(w0, test.h0, test.z)
-    s1, _ = _tanh_net.forward(w, test.h0, test.z)
-    field = test.y @ test.z
-    q = jnp.mean(s0 * s1)
-    return {
-        "overlap": q,
-        "overlap_normalized": q / jnp.sqrt(jnp.mean(s0**2) * jnp.mean(s1**2)),
-        "alignment": jnp.sum(field * s1) / jnp.sqrt(jnp.sum(field**2) * jnp.sum(s1**2)),
-        "preact_var": jnp.mean((test.h0 @ w.T) ** 2),
-    }
-
-
-def spacing_growth(sv: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """λ_L = ln(ū(τ_f)/ū(0))/τ_f, ū the mean nearest-neighbour spacing of x = s² (eigenvalues of WWᵀ).
-
-    ``sv``: (..., t, i) descending singular values; returns shape (...).
-    """
-    x = np.asarray(sv, dtype=float) ** 2
-    gaps = -np.diff(x, axis=-1)  # positive, length N-1
-    left = np.concatenate([np.full(gaps.shape[:-1] + (1,), np.inf), gaps], axis=-1)
-    right = np.concatenate([gaps, np.full(gaps.shape[:-1] + (1,), np.inf)], axis=-1)
-    u = np.mean(np.minimum(left, right), axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(u[..., -1] / u[..., 0]) / tau[-1]
-
-
-def classify(ordered: np.ndarray, diverged: np.ndarray, preact_var: np.ndarray) -> np.ndarray:
-    """Phase code per run: index into :data:`PHASES` (rule in the module docstring)."""
-    below_tc = np.asarray(ordered, bool) & ~np.asarray(diverged, bool)
-    saturated = np.asarray(preact_var) > 0.5
-    return np.where(below_tc, np.where(saturated, 2, 0), 1).astype(np.int8)
 
 
 def soft_spin_pdf(phi: np.ndarray, var: float) -> np.ndarray:
@@ -150,23 +77,3 @@ def jammed_boundary() -> dict[str, float]:
     """1/σ_W of the jammed/ordered line: ``soft_spin`` = √(2c) (σ_z² = ½ with σ_z² = cσ_W²); ``naive`` =
     √2."""
     return {"soft_spin": math.sqrt(2 * preactivation_factor()), "naive": math.sqrt(2.0)}
-
-
-def final_observables(
-    drift: str, prob: Problem, w_final: Float[Array, "h f"], hyper: Hyper, sigma_w: Array | float
-) -> dict[str, Array]:
-    """What SDE members and SGD runs report about their final weights: the teacher's singular values (teacher
-    drifts) and, for ``phase_teacher``, the phase criterion and observables at θ = η/B."""
-    extra: dict[str, Array] = {}
-    if drift != "noise":
-        extra["teacher_sv"] = svdvals(prob.w_star)
-    if drift == "phase_teacher":
-        theta = hyper.lr / hyper.batch_size
-        extra.update(
-            {
-                **phase_criterion(w_final, prob.test, theta, sigma_w),
-                **phase_observables(prob.w0, w_final, prob.test),
-            }
-        )
-        extra.pop("mean_spacing")
-    return extra

@@ -26,15 +26,55 @@ tests/test_sgd_sde_laws.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from solvers.sde import euler_maruyama
 
 from ..._jax import require_x64
-from ._problem import Hyper
+from .problem import Hyper
 
-__all__ = ["sv_drift", "sv_noise_variance", "integrate_sv_sde"]
+__all__ = ["sv_drift", "sv_noise_variance", "integrate_sv_sde", "SvClosure", "SV_CLOSURES", "sv_closure_of"]
+
+
+class SvClosure(NamedTuple):
+    """The closure of one drift at the singular-value level: c_i (``force``), σ²_data (``data_variance``) and the
+    recorded loss (``losses``), each of (s, s*); ``teacher``: whether s* (the teacher's singular values) is used."""
+
+    name: str
+    force: Callable[[Array, Array | None], Array]
+    data_variance: Callable[[Array, Array | None, Hyper, int, int], Array]
+    losses: Callable[[Array, Array | None, Hyper, int], dict[str, Array]]
+    teacher: bool
+
+
+def _teacher_variance(s: Array, s_star: Array | None, hyper: Hyper, rows: int, cols: int) -> Array:
+    return hyper.label_noise**2 + (cols + 1) * jnp.sum((s - s_star) ** 2) / (rows * cols)
+
+
+SV_CLOSURES: dict[str, SvClosure] = {
+    "noise": SvClosure(
+        "noise", lambda s, s_star: jnp.zeros_like(s), lambda s, s_star, h, m, n: jnp.zeros((), s.dtype),
+        lambda s, s_star, h, m: {}, False,
+    ),
+    "teacher": SvClosure(
+        "teacher", lambda s, s_star: s - s_star, _teacher_variance,
+        lambda s, s_star, h, m: {"test_loss": 0.5 * (jnp.sum((s - s_star) ** 2) + m * h.label_noise**2)}, True,
+    ),
+}
+
+
+def sv_closure_of(drift: str) -> SvClosure:
+    """The :class:`SvClosure` of ``model.drift`` (``phase_teacher`` has none: use the matrix SDE)."""
+    try:
+        return SV_CLOSURES[drift]
+    except KeyError:
+        raise ValueError(
+            f"drift = {drift!r}: the singular-value SDE has a closure only for 'noise' and 'teacher'"
+        ) from None
 
 
 def sv_drift(
@@ -71,10 +111,7 @@ def sv_noise_variance(
     drift: str, s: Float[Array, " N"], s_star: Float[Array, " N"] | None, hyper: Hyper, rows: int, cols: int
 ) -> Array:
     """σ² = σ_g² + σ²_data for the singular-value state (aligned-vector value for ``teacher``)."""
-    var = jnp.asarray(hyper.grad_noise) ** 2
-    if drift == "teacher":
-        var = var + hyper.label_noise**2 + (cols + 1) * jnp.sum((s - s_star) ** 2) / (rows * cols)
-    return var
+    return jnp.asarray(hyper.grad_noise) ** 2 + sv_closure_of(drift).data_variance(s, s_star, hyper, rows, cols)
 
 
 def integrate_sv_sde(
@@ -92,34 +129,32 @@ def integrate_sv_sde(
     noise_model: str = "state",
     beta: float = 1.0,
     pair: bool = True,
+    tail: int = 0,
 ) -> tuple[dict[str, Array], Float[Array, " N"]]:
     """One member from singular values ``s0`` (descending); ``s_star``: the teacher's (``teacher`` drift
     only).
 
     Records ``sv``, ``sum_sq`` = Σ s_i² and, for ``teacher``, the aligned-vector ``test_loss``
-    ½(Σ(s_i − s*_i)² + m σ_ε²). Returns ``(records, s_final)``.
+    ½(Σ(s_i − s*_i)² + m σ_ε²). ``tail``: as in :func:`solvers.sde.euler_maruyama` (in SGD steps). Returns
+    ``(records, s_final)``.
     """
+    from ._matrix import noise_model_of
+
     require_x64("integrate_sv_sde")
-    if drift not in ("noise", "teacher"):
-        raise ValueError(
-            f"drift = {drift!r}: the singular-value SDE has a closure only for 'noise' and 'teacher'"
-        )
+    cl = sv_closure_of(drift)
     big = max(rows, cols)
-    target = s_star if drift == "teacher" else None
+    target = s_star if cl.teacher else None
 
     def diffusion(s: Array) -> Array:
-        return hyper.lr * sv_noise_variance(drift, s, target, hyper, rows, cols) / hyper.batch_size
+        var = jnp.asarray(hyper.grad_noise) ** 2 + cl.data_variance(s, target, hyper, rows, cols)
+        return hyper.lr * var / hyper.batch_size
 
-    d0 = diffusion(s0)
     step = hyper.lr / substeps
-
-    def d_of(s: Array) -> Array:
-        return diffusion(s) if noise_model == "state" else d0
+    d_of = noise_model_of(noise_model)(diffusion, diffusion(s0))
 
     def f(t: Array, s: Array, args: None) -> Array:
-        closure = s - target if target is not None else jnp.zeros_like(s)
         d = d_of(s)
-        return sv_drift(s, closure, hyper.weight_decay, d, big, beta, eps2=0.1 * d * step, pair=pair)
+        return sv_drift(s, cl.force(s, target), hyper.weight_decay, d, big, beta, eps2=0.1 * d * step, pair=pair)
 
     def g(t: Array, s: Array, args: None) -> Array:
         return jnp.sqrt(d_of(s))
@@ -128,11 +163,9 @@ def integrate_sv_sde(
         return jnp.sort(jnp.abs(s))[::-1]
 
     def observe(t: Array, s: Array, args: None) -> dict[str, Array]:
-        out = {"sv": s, "sum_sq": jnp.sum(s**2)}
-        if target is not None:
-            out["test_loss"] = 0.5 * (jnp.sum((s - target) ** 2) + rows * hyper.label_noise**2)
-        return out
+        return {"sv": s, "sum_sq": jnp.sum(s**2), **cl.losses(s, target, hyper, rows)}
 
     return euler_maruyama(
-        f, g, s0, key, step, n_records, record_every * substeps, observe=observe, project=project
+        f, g, s0, key, step, n_records, record_every * substeps, observe=observe, project=project,
+        tail=tail * substeps,
     )

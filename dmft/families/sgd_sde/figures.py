@@ -20,7 +20,8 @@ from . import _phase, _stationary
 
 __all__ = ["figures", "sweep_figures", "phase_map_figure"]
 
-_COLORS = {"ordered": "tab:blue", "paramagnetic": "tab:red", "jammed": "tab:green"}
+# Okabe–Ito (colour-blind safe; dmft.plot.PALETTE): blue, vermillion, bluish green
+_COLORS = {"ordered": "#0072B2", "paramagnetic": "#D55E00", "jammed": "#009E73"}
 
 
 def _ens_dim(ds: xr.Dataset) -> str:
@@ -32,9 +33,9 @@ def _sources(
 ) -> list[tuple[str, xr.Dataset, dict[str, Any]]]:
     out = []
     if theory is not None:
-        out.append(("SDE", theory, {"color": "tab:blue", "ls": "-"}))
+        out.append(("SDE", theory, {"color": "#0072B2", "ls": "-"}))  # dmft.plot.PALETTE: theory blue
     if sim is not None:
-        out.append(("SGD", sim, {"color": "tab:orange", "ls": "--"}))
+        out.append(("SGD", sim, {"color": "#E69F00", "ls": "--"}))  # twin orange
     return out
 
 
@@ -88,9 +89,9 @@ def _spectra(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
                 )
                 ax.plot(grid, pdf, "k:", lw=1, label="1-D gamma (no repulsion)")
         ax.set_xlabel("singular value s")
+        ax.set_ylabel("density (pooled over runs)")
         ax.set_title(f"τ = {float(ref['tau'].isel(t=which)):.3g}")
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("density (pooled over runs)")
     return fig
 
 
@@ -153,7 +154,8 @@ def _moments(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
             ax.plot(ref["tau"], ref["expected_sum_sq"], "k:", label="exact expectation")
         if "stationary_sum_sq" in ref:
             ax.axhline(
-                float(ref["stationary_sum_sq"]), color="gray", lw=0.8, label="stationary m n 𝒟/(λ(2 − hλ))"
+                float(ref["stationary_sum_sq"]), color="gray", lw=0.8,
+                label=r"stationary $mn\mathcal{D}/(\lambda(2 - h\lambda))$"
             )
         ax.set_ylabel("Σ λ_i = |W|²")
     ax.set_xlabel("τ = η t")
@@ -175,10 +177,12 @@ def _phase_panel(srcs: list[tuple[str, xr.Dataset, dict[str, Any]]]) -> Any:
             ax1.hist(np.log2(tc), bins=20, histtype="step", color=sty["color"], ls=sty["ls"], label=label)
     ax0.set_xticks(np.arange(len(_phase.PHASES)) + 0.4 - width / 2, _phase.PHASES)
     ax0.set_ylabel("fraction of runs")
+    ax0.set_xlabel("phase")
     ax0.legend()
     theta = float(srcs[0][1]["theta"])
     ax1.axvline(np.log2(theta), color="k", ls=":", label="Θ = η/B")
-    ax1.set_xlabel("log₂ T_c estimate = log₂(K_t Δ̄ / V_t)")
+    ax1.set_xlabel(r"$\log_2 T_c$ estimate $= \log_2(K_t \bar\Delta / V_t)$")
+    ax1.set_ylabel("runs")
     ax1.legend()
     return fig
 
@@ -228,7 +232,7 @@ def _phase_axes(ax: Any, pts: dict[str, Any], fill: bool, label: str) -> None:
     p_ord = np.asarray(flat["p_ordered"].values, float)
     if len(np.unique(x)) >= 2 and len(np.unique(y)) >= 2 and len(x) >= 4:
         try:
-            color = "k" if label == "SDE" else "tab:orange"
+            color = "k" if label == "SDE" else "#E69F00"
             cs = ax.tricontour(
                 x, y, p_ord, levels=[0.5, 0.68, 0.95], colors=color, linestyles=["-", "--", ":"]
             )

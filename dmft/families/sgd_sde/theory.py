@@ -4,7 +4,9 @@ diagram.
 Theory (this package): the SDE ensemble forecast (:func:`solve_config`, matrix level by default,
 singular-value level with ``solver.level = "singular_values"``) plus the closed-form laws
 (:mod:`._stationary`) and the phase criterion (:mod:`._phase`). The twin (real minibatch SGD on the same
-instances) is :mod:`dmft.families.sgd_sde.twin`. Fits of spectra (tail exponents, level spacings, gamma MLE) are in
+instances) is :mod:`dmft.families.sgd_sde.twin`; both import the problem definition (instances, drifts, recorded
+steps, measurements, Dataset) from :mod:`dmft.families.sgd_sde.problem`. Fits of spectra (tail exponents, level
+spacings, gamma MLE) are in
 :mod:`dmft.spectra.fits`.
 
 Array-level entry points (pure, jit/vmap-able, float64): :func:`integrate_matrix_sde`,
@@ -19,11 +21,6 @@ from ._phase import jammed_boundary as jammed_boundary
 from ._phase import phase_criterion as phase_criterion
 from ._phase import phase_observables as phase_observables
 from ._phase import soft_spin_pdf as soft_spin_pdf
-from ._problem import Hyper as Hyper
-from ._problem import Problem as Problem
-from ._problem import make_problem as make_problem
-from ._problem import noise_key as noise_key
-from ._problem import problem_key as problem_key
 from ._singular import integrate_sv_sde as integrate_sv_sde
 from ._singular import sv_drift as sv_drift
 from ._solve import sde_ensemble as sde_ensemble
@@ -40,3 +37,10 @@ from ._stationary import mp_sv_pdf as mp_sv_pdf
 from ._stationary import noise_sum_sq as noise_sum_sq
 from ._stationary import radial_stationary_pdf as radial_stationary_pdf
 from ._stationary import sgd_teacher_error as sgd_teacher_error
+from .problem import DRIFTS as DRIFTS
+from .problem import Drift as Drift
+from .problem import Hyper as Hyper
+from .problem import Problem as Problem
+from .problem import make_problem as make_problem
+from .problem import noise_key as noise_key
+from .problem import problem_key as problem_key

@@ -6,7 +6,7 @@ One step (conventions.md §6), with batch B, rate η and weight decay λ_wd:
     σ_g²/B)
 
 (ξ̄ is the batch mean of the injected isotropic per-sample noise of std σ_g, drawn directly since it is
-Gaussian). Per-sample gradients by loss model (:mod:`dmft.families.sgd_sde._problem`):
+Gaussian). Per-sample gradients by loss model (the :class:`.problem.Drift` of ``model.drift``):
 
 * ``noise``: none (only the injected noise);
 * ``teacher``: one pass: a fresh batch x_b ~ N(0, I_n), y_b = W* x_b + ε_b every step, ∇ℓ_b = (W x_b − y_b)
@@ -14,8 +14,10 @@ Gaussian). Per-sample gradients by loss model (:mod:`dmft.families.sgd_sde._prob
 * ``phase_teacher``: the tanh network on its fixed training set, visited in ⌊P/B⌋ batches in a fixed order
   (2509.01349), ∇ℓ_b = −φ_b h⁰_bᵀ.
 
-Seed i uses instance i (the SDE's member i) with its own noise key; records and variables are those of the SDE
-forecast with the ensemble dim named ``seed``.
+Seed i uses instance i (the SDE's member i) with its own noise key; records, status and variables are those of the
+SDE forecast (:func:`.problem.records_dataset`) with the ensemble dim named ``seed``; the closed-form laws are the
+theory's and are not repeated here. Imports the problem definition (:mod:`.problem`) only, never the theory;
+``seed`` is traced (a new seed does not recompile).
 """
 
 from __future__ import annotations
@@ -32,45 +34,35 @@ from jaxtyping import Array, Float, PRNGKeyArray
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
 
 from ...config import Config
-from . import _phase, _tanh_net
-from ._dataset import build_dataset, check_config, hyper_values, record_schedule
-from ._matrix import diffusion_coefficient, matrix_observables
-from ._problem import Hyper, Problem, hyper_from_values, member_problem, noise_key, normals
+from .problem import (
+    Drift,
+    Hyper,
+    Problem,
+    check_config,
+    diffusion_coefficient,
+    drift_of,
+    final_observables,
+    hyper_from_values,
+    hyper_values,
+    matrix_observables,
+    member_problem,
+    noise_key,
+    normals,
+    records_dataset,
+    schedule,
+)
 
 __all__ = ["simulate_config", "sgd_step", "run_sgd", "sgd_ensemble"]
 
 
-def _batch_gradient(
-    drift: str, w: Array, prob: Problem, draws: list[Array], k: Array, hyper: Hyper, batch: int
-) -> Array:
-    """Mean per-sample gradient of the loss over the batch of step ``k`` (zero for ``noise``).
-
-    ``draws`` (teacher): standard normals of shapes (B, n) for the inputs and (B, m) for the label noise.
-    """
-    if drift == "noise":
-        return jnp.zeros_like(w)
-    if drift == "teacher":
-        x, eps = draws
-        y = x @ prob.w_star.T + hyper.label_noise * eps
-        return (x @ w.T - y).T @ x / batch
-    n_batches = prob.train.h0.shape[0] // batch
-    start = (k % n_batches) * batch
-    sub = _tanh_net.TanhData(
-        jax.lax.dynamic_slice_in_dim(prob.train.h0, start, batch),
-        jax.lax.dynamic_slice_in_dim(prob.train.y, start, batch),
-        prob.train.z,
-    )
-    return -_tanh_net.descent_direction(w, sub)
-
-
 def sgd_step(
-    drift: str, w: Array, prob: Problem, key: PRNGKeyArray, k: Array, hyper: Hyper, batch: int
+    drift: str | Drift, w: Array, prob: Problem, key: PRNGKeyArray, k: Array, hyper: Hyper, batch: int
 ) -> Array:
     """W ← W − η(ĝ + λ_wd W) with ĝ the minibatch gradient plus the injected noise ξ̄ ~ N(0, σ_g²/B)."""
+    d = drift_of(drift)
     m, n = w.shape
-    shapes = [(m, n)] + ([(batch, n), (batch, m)] if drift == "teacher" else [])
-    injected, *draws = normals(key, *shapes)
-    grad = _batch_gradient(drift, w, prob, draws, k, hyper, batch)
+    injected, *draws = normals(key, (m, n), *d.batch_draws(m, n, batch))
+    grad = d.batch_gradient(w, prob, draws, k, hyper.label_noise, batch)
     grad = grad + hyper.grad_noise / jnp.sqrt(hyper.batch_size) * injected
     return w - hyper.lr * (grad + hyper.weight_decay * w)
 
@@ -80,61 +72,63 @@ def run_sgd(
     prob: Problem,
     hyper: Hyper,
     *,
-    drift: str,
+    drift: str | Drift,
     batch: int,
     n_records: int,
     record_every: int,
+    tail: int = 0,
 ) -> tuple[dict[str, Array], Float[Array, "m n"]]:
-    """One SGD run from ``prob.w0``; records as :func:`dmft.families.sgd_sde.integrate_matrix_sde`."""
+    """One SGD run from ``prob.w0``; records as :func:`dmft.families.sgd_sde.integrate_matrix_sde` (``n_records``
+    every ``record_every`` steps, then one more ``tail`` steps later when ``tail`` > 0)."""
+    d = drift_of(drift)
 
     def inner(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], None]:
         w, k = carry
-        return (sgd_step(drift, w, prob, jax.random.fold_in(key, k), k, hyper, batch), k + 1), None
+        return (sgd_step(d, w, prob, jax.random.fold_in(key, k), k, hyper, batch), k + 1), None
 
     def outer(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], dict[str, Array]]:
         carry, _ = jax.lax.scan(inner, carry, None, length=record_every)
-        return carry, matrix_observables(drift, carry[0], prob, hyper)
+        return carry, matrix_observables(d, carry[0], prob, hyper)
 
-    first = matrix_observables(drift, prob.w0, prob, hyper)
-    (w_final, _), rest = jax.lax.scan(outer, (prob.w0, jnp.asarray(0, jnp.int32)), None, length=n_records - 1)
-    records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
-    return records, w_final
+    first = matrix_observables(d, prob.w0, prob, hyper)
+    carry, rest = jax.lax.scan(outer, (prob.w0, jnp.asarray(0, jnp.int32)), None, length=n_records - 1)
+    parts = [jax.tree_util.tree_map(lambda a: a[None], first), rest]
+    if tail:
+        carry, _ = jax.lax.scan(inner, carry, None, length=tail)
+        parts.append(jax.tree_util.tree_map(lambda a: a[None], matrix_observables(d, carry[0], prob, hyper)))
+    records = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+    return records, carry[0]
 
 
 @partial(
     jax.jit,
-    static_argnames=("drift", "rows", "cols", "samples", "batch", "seed", "n_records", "record_every"),
+    static_argnames=("drift", "rows", "cols", "samples", "batch", "n_records", "record_every", "tail"),
 )
 def sgd_ensemble(
     values: dict[str, Array],
     indices: Array,
+    seed: int | Array = 0,
     *,
     drift: str,
     rows: int,
     cols: int,
     samples: int,
     batch: int,
-    seed: int,
     n_records: int,
     record_every: int,
+    tail: int = 0,
 ) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-    """SGD runs for instance ``indices`` (vmapped). Returns ``(records, diffusion0, extra)`` like the
-    SDE's."""
+    """SGD runs for instance ``indices`` (vmapped; ``seed`` traced). Returns ``(records, diffusion0, extra)`` like
+    the SDE's."""
     hyper = hyper_from_values(values)
+    d = drift_of(drift)
 
     def one(i: Array) -> tuple[dict[str, Array], Array, dict[str, Array]]:
-        prob = member_problem(values, seed, i, drift=drift, rows=rows, cols=cols, samples=samples)
-        rec, w_final = run_sgd(
-            noise_key(seed, i, "sgd"),
-            prob,
-            hyper,
-            drift=drift,
-            batch=batch,
-            n_records=n_records,
-            record_every=record_every,
-        )
-        final = _phase.final_observables(drift, prob, w_final, hyper, values["sigma"])
-        return rec, diffusion_coefficient(drift, prob.w0, prob, hyper), final
+        prob = member_problem(values, seed, i, drift=d, rows=rows, cols=cols, samples=samples)
+        rec, w_final = run_sgd(noise_key(seed, i, "sgd"), prob, hyper, drift=d, batch=batch, n_records=n_records,
+                               record_every=record_every, tail=tail)
+        final = final_observables(d, prob, w_final, hyper, values["sigma"])
+        return rec, diffusion_coefficient(d, prob.w0, prob, hyper), final
 
     return jax.vmap(one)(indices)
 
@@ -142,16 +136,16 @@ def sgd_ensemble(
 def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
     """``simulate.seeds`` SGD runs of one config (dims ``seed``, ``t``, ``i``), same variables as the SDE."""
     check_config(cfg)
-    n_records, every = record_schedule(cfg)
+    sch = schedule(cfg)
     static: dict[str, Any] = {
         "drift": cfg.model.drift,
         "rows": cfg.model.rows,
         "cols": cfg.model.cols,
         "samples": cfg.data.samples,
         "batch": cfg.optim.batch_size,
-        "seed": cfg.simulate.seed,
-        "n_records": n_records,
-        "record_every": every,
+        "n_records": sch.uniform,
+        "record_every": sch.every,
+        "tail": sch.tail,
     }
     values = {k: jnp.asarray(v, jnp.float64) for k, v in hyper_values(cfg).items()}
     seeds = cfg.simulate.seeds
@@ -163,9 +157,9 @@ def simulate_config(cfg: Config, progress: bool = False) -> xr.Dataset:
         starts = tqdm(starts, desc="sgd_sde twin", unit="chunk")
     parts = [
         jax.tree_util.tree_map(
-            np.asarray, sgd_ensemble(values, jnp.arange(s, min(s + chunk, seeds)), **static)
+            np.asarray, sgd_ensemble(values, jnp.arange(s, min(s + chunk, seeds)), cfg.simulate.seed, **static)
         )
         for s in starts
     ]
     rec, d0, extra = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *parts)
-    return build_dataset(cfg, rec, d0, "seed", cfg.optim.lr, extra)
+    return records_dataset(cfg, rec, d0, "seed", extra)

@@ -1,4 +1,5 @@
-"""The teacher–student network of 2509.01349 (theory/sgd_sde.md §6): only the middle matrix W is trained.
+"""Problem definition (shared by theory and twin): the teacher–student network of 2509.01349 (theory/sgd_sde.md
+§6), in which only the middle matrix W is trained.
 
     x ~ N(0, I_3),  h⁰ = tanh(M x) ∈ R^{n_f},  s = tanh(W h⁰) ∈ R^{n_h},  y = Z s ∈ R^{n_h}
 
