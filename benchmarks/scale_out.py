@@ -107,7 +107,7 @@ def main() -> None:
             if r["point_bytes"]:
                 rows.append(("memory per point (estimate used for batch sizes)", f"{r['point_bytes'] / 1e6:.2f} MB",
                              f"result {r['result_bytes'] / 1e3:.1f} kB per point"))
-        if args.only in (None, "ray") and not args.quick:
+        if args.only in (None, "ray"):
             try:
                 import ray  # noqa: F401
             except ImportError:

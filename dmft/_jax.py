@@ -44,8 +44,11 @@ def float64() -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(jax.enable_x64(True))
         if "OPENBLAS_NUM_THREADS" not in os.environ:
+            kmp = os.environ.get("KMP_DUPLICATE_LIB_OK")
             from threadpoolctl import threadpool_limits
 
+            if kmp is None:  # threadpoolctl sets this on import; leave the user's environment as it was
+                os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
             stack.enter_context(threadpool_limits(1, user_api="blas"))
         yield
 

@@ -154,6 +154,7 @@ def test_every_module_imports_on_its_own() -> None:
 _STATE = r"""
 import json, os, sys
 import jax
+from threadpoolctl import threadpool_info  # the test's own probe (it sets KMP_DUPLICATE_LIB_OK on import)
 before_env = dict(os.environ)
 before = {k: getattr(jax.config, k) for k in ("jax_enable_x64", "jax_default_matmul_precision", "jax_platforms")}
 import dmft, dmft.api, dmft.families, dmft.plot, dmft.spectra
@@ -162,7 +163,6 @@ for fam in REGISTRY:
     __import__(f"dmft.families.{fam}.theory"); __import__(f"dmft.families.{fam}.twin")
 after = {k: getattr(jax.config, k) for k in before}
 heavy = [m for m in ("matplotlib", "xarray") if m in sys.modules]
-from threadpoolctl import threadpool_info
 blas_before = [i["num_threads"] for i in threadpool_info()]
 cfg = dmft.load_config(None, overrides={"optim.steps": 4})
 ds = dmft.solve(cfg)

@@ -77,19 +77,26 @@ def _busy_workers() -> list[int]:
 
 
 def test_ray_sweep_survives_a_killed_worker_and_equals_the_local_sweep(cluster, cfg, local, tmp_path):
-    killed: list[int] = []
+    import threading
 
-    def kill_one(coords, ds):
-        deadline = time.monotonic() + 20
-        while not killed and time.monotonic() < deadline:
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_the_first_busy_worker():  # SIGKILL, as a lost machine or an OOM killer would
+        while not stop.is_set() and not killed:
             busy = _busy_workers()
             if busy:
                 os.kill(busy[0], signal.SIGKILL)
                 killed.append(busy[0])
-            else:
-                time.sleep(0.05)
+            time.sleep(0.01)
 
-    grid = dmft.sweep(cfg, out_dir=tmp_path, executor="ray", batch_size=B, progress=False, on_point=kill_one)
+    chaos = threading.Thread(target=kill_the_first_busy_worker, daemon=True)
+    chaos.start()
+    try:
+        grid = dmft.sweep(cfg, out_dir=tmp_path, executor="ray", batch_size=B, progress=False)
+    finally:
+        stop.set()
+        chaos.join()
     assert killed, "no busy Ray worker was found to kill"
     assert grid.equals(local)  # bit for bit: the same programs on the same points
     store = PointStore(tmp_path, "deep_linear")

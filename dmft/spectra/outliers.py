@@ -39,10 +39,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 import dmft._jax  # noqa: F401  (refuses known-bad JAX versions)
-from solvers.linalg import eigh, slogdet, svd, svdvals
+from solvers.linalg import eigh, eigvalsh, slogdet, svd, svdvals
 from solvers.roots import chandrupatla, golden_section, local_minima, sign_change_brackets
 
 from .bulk import bulk_edge, resolvent_m1, resolvent_m2
@@ -100,6 +101,7 @@ class SpikeProblem(NamedTuple):
     keep_phi: Float[Array, " kr"]
     kernel: Float[Array, "kl+kr kr+kl"]  # K
     finite: Bool[Array, ""]
+    complete: Bool[Array, ""] = True  # False: more kept directions than the static ``rank`` of reduce_spikes
 
 
 def _sym(a: Array) -> Array:
@@ -123,13 +125,26 @@ def _psd_sqrt(a: Float[Array, "k k"]) -> Float[Array, "k k"]:
     return (q * jnp.sqrt(jnp.maximum(lam, 0.0))[None, :]) @ q.T
 
 
-def reduce_spikes(grams: Grams, c: Float[Array, "kl kr"], threshold: ArrayLike = 1e-10) -> SpikeProblem:
-    """Core, Y⊥ᵀY⊥, Z⊥ᵀZ⊥ and K in the eigen-thresholded orthonormal basis of span(G) and span(Φ) (§3, §7.3)."""
+def reduce_spikes(
+    grams: Grams, c: Float[Array, "kl kr"], threshold: ArrayLike = 1e-10, rank: int | None = None
+) -> SpikeProblem:
+    """Core, Y⊥ᵀY⊥, Z⊥ᵀZ⊥ and K in the eigen-thresholded orthonormal basis of span(G) and span(Φ) (§3, §7.3).
+
+    ``rank`` (static): keep only the ``rank`` leading eigen-directions of GᵀG and of ΦᵀΦ, so that every later
+    matrix is (2·rank)×(2·rank) instead of (kl + kr)². Exact when at most ``rank`` directions pass the threshold
+    (the dropped ones are zero rows and columns); otherwise ``complete`` is False.
+    """
     finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in grams])) & jnp.all(jnp.isfinite(c))
     grams = Grams(*(jnp.where(finite, g, 0.0) for g in grams))
     c = jnp.where(finite, c, 0.0)
     tg, bg, keep_g = _orthonormalizer(grams.GtG, threshold)
     tf, bf, keep_f = _orthonormalizer(grams.PhitPhi, threshold)
+    complete = jnp.asarray(True)
+    if rank is not None:  # eigh sorts ascending: the kept directions are the last ones
+        complete = (jnp.sum(keep_g) <= rank) & (jnp.sum(keep_f) <= rank)
+        rg, rf = min(rank, keep_g.shape[0]), min(rank, keep_f.shape[0])
+        tg, bg, keep_g = tg[:, -rg:], bg[-rg:], keep_g[-rg:]
+        tf, bf, keep_f = tf[:, -rf:], bf[-rf:], keep_f[-rf:]
     gy = tg.T @ grams.GtY @ tf
     fz = tf.T @ grams.PhitZ @ tg
     yperp = _sym(tf.T @ grams.YtY @ tf - gy.T @ gy)
@@ -139,7 +154,7 @@ def reduce_spikes(grams: Grams, c: Float[Array, "kl kr"], threshold: ArrayLike =
     core = jnp.block([[gy + cr, jnp.diag(keep_g)], [jnp.diag(keep_f), jnp.zeros((kr, kl))]])
     left = jax.scipy.linalg.block_diag(jnp.diag(keep_g), _psd_sqrt(yperp))
     right = jax.scipy.linalg.block_diag(jnp.diag(keep_f), _psd_sqrt(zperp))
-    return SpikeProblem(core, yperp, zperp, keep_g, keep_f, left @ core @ right, finite)
+    return SpikeProblem(core, yperp, zperp, keep_g, keep_f, left @ core @ right, finite, complete)
 
 
 def bulk_factors(s: ArrayLike, q: ArrayLike, sigma: ArrayLike) -> tuple[Array, Array, Array]:
@@ -289,11 +304,12 @@ def _newton_root(
     return edge + st.x * st.x, ok
 
 
-@partial(jax.jit, static_argnames=("k_max",))
+@partial(jax.jit, static_argnames=("k_max", "rank"))
 def _outlier_sv(
-    grams: Grams, c: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int
+    grams: Grams, c: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int,
+    rank: int | None = None,
 ) -> Outliers:
-    p = reduce_spikes(grams, c, threshold)
+    p = reduce_spikes(grams, c, threshold, rank)
     s_lo, s_hi = _search_interval(p, q, sigma, edge_tol)
     edge = bulk_edge(q, sigma)
     top = svdvals(_s_matrix(p, s_lo, q, sigma))
@@ -309,8 +325,35 @@ def _outlier_sv(
     js = jnp.arange(k_max)
     sv, ok = jax.lax.map(root, jnp.where(js < top.shape[0], js, top.shape[0] - 1))
     sv = jnp.where(js < top.shape[0], sv, jnp.nan)
-    converged = p.finite & jnp.all(ok)
+    converged = p.finite & p.complete & jnp.all(ok)
     return Outliers(sv, bulk_edge(q, sigma), n_out, converged, gram_consistency(grams))
+
+
+#: Reduced problems are padded to a multiple of this many directions per side (one compile per multiple).
+RANK_QUANTUM = 32
+
+
+def padded_rank(rank: int, size: int) -> int:
+    """The static reduced size for a numerical rank: a multiple of :data:`RANK_QUANTUM` above rank + 2 (slack for
+    a direction at the threshold), at most ``size``."""
+    return min(size, RANK_QUANTUM * -(-(int(rank) + 3) // RANK_QUANTUM))
+
+
+@jax.jit
+def spike_ranks(grams: Grams, c: Array, steps: Array, threshold: Array) -> Array:
+    """Numerical rank (eigenvalues above threshold·λ_max) of GᵀG and ΦᵀΦ for the leading block of each step,
+    (n_steps, 2): cheap eigenvalue-only decompositions that size the reduced problems."""
+
+    def one(t: Array) -> Array:
+        g, _ = mask_leading_block(grams, c, t)
+
+        def rank(gram: Array) -> Array:
+            lam = eigvalsh(_sym(gram))
+            return jnp.sum(lam > jnp.maximum(threshold * jnp.max(lam), jnp.finfo(lam.dtype).tiny))
+
+        return jnp.stack([rank(g.GtG), rank(g.PhitPhi)])
+
+    return jax.lax.map(one, steps)
 
 
 def mask_leading_block(grams: Grams, c: Float[Array, "T T"], t: ArrayLike) -> tuple[Grams, Float[Array, "T T"]]:
@@ -334,8 +377,14 @@ def outliers_over_time(
     k_max: int = 4,
     edge_tol: ArrayLike = 1e-3,
     threshold: ArrayLike = 1e-10,
+    rank_reduce: bool = True,
 ) -> Outliers:
     """Outliers of the state after t steps, for each t in ``steps`` (default 0..T−1), from T×T level-1 Grams.
+
+    ``rank_reduce``: the numerical ranks of GᵀG and ΦᵀΦ are measured first (:func:`spike_ranks`; consecutive
+    spikes are nearly collinear, rank ~10–20 at t = 200 for deep-linear layers) and every root search runs on the
+    (2r)×(2r) reduced problem, r = :func:`padded_rank` (exact: the dropped directions are zero rows and columns).
+    Under a transformation (vmap/jit) the ranks are not concrete and the full problems are solved.
 
     The state after t steps carries the spikes s < t, whose Grams are the [0, t)² leading blocks (by causality
     equal to the horizon-t solution). Each block is embedded in the T×T arrays by :func:`mask_leading_block`
@@ -345,16 +394,24 @@ def outliers_over_time(
     """
     c = jnp.asarray(c, dtype=float)
     steps = jnp.arange(c.shape[-1]) if steps is None else jnp.asarray(steps, dtype=int)
-    return _over_time(Grams(*_floats(*grams)), c, steps, *_floats(q, sigma, edge_tol, threshold), k_max=k_max)
+    grams = Grams(*_floats(*grams))
+    q, sigma, edge_tol, threshold = _floats(q, sigma, edge_tol, threshold)
+    rank = None
+    traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((grams, c, steps, threshold)))
+    if rank_reduce and not traced:  # traced (vmap/jit): no data-dependent size, full problems
+        r = int(np.max(np.asarray(spike_ranks(grams, c, steps, threshold)), initial=0))
+        rank = padded_rank(r, max(c.shape))
+    return _over_time(grams, c, steps, q, sigma, edge_tol, threshold, k_max=k_max, rank=rank)
 
 
-@partial(jax.jit, static_argnames=("k_max",))
+@partial(jax.jit, static_argnames=("k_max", "rank"))
 def _over_time(
-    grams: Grams, c: Array, steps: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int
+    grams: Grams, c: Array, steps: Array, q: Array, sigma: Array, edge_tol: Array, threshold: Array, *, k_max: int,
+    rank: int | None = None,
 ) -> Outliers:
     def one(t: Array) -> Outliers:
         g, ct = mask_leading_block(grams, c, t)
-        return _outlier_sv(g, ct, q, sigma, edge_tol, threshold, k_max=k_max)
+        return _outlier_sv(g, ct, q, sigma, edge_tol, threshold, k_max=k_max, rank=rank)
 
     return jax.lax.map(one, steps)  # sequential: each step's root search stops on its own
 
