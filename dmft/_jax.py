@@ -32,7 +32,7 @@ def check_jax_version() -> None:
 
 @contextlib.contextmanager
 def float64() -> Iterator[None]:
-    """Run the enclosed solver work in float64 (``jax.enable_x64``), restoring the user's setting afterwards.
+    """Run the enclosed solver work in float64, restoring the user's setting afterwards.
 
     Unless the user set ``OPENBLAS_NUM_THREADS``, BLAS/LAPACK libraries are also limited to one thread for the
     duration (threadpoolctl), then restored: jaxlib's CPU LAPACK kernels run many small factorizations (level-2 and
@@ -42,7 +42,12 @@ def float64() -> Iterator[None]:
     import os
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(jax.enable_x64(True))
+        # The process-wide flag, not the thread-local ``jax.enable_x64`` context: host callbacks (LAPACK through
+        # NumPy) run on XLA's threads, where a thread-local setting is not seen and float64 results were refused.
+        # The user's value is restored on exit.
+        previous = bool(jax.config.jax_enable_x64)
+        jax.config.update("jax_enable_x64", True)
+        stack.callback(jax.config.update, "jax_enable_x64", previous)
         if "OPENBLAS_NUM_THREADS" not in os.environ:
             kmp = os.environ.get("KMP_DUPLICATE_LIB_OK")
             from threadpoolctl import threadpool_limits

@@ -128,7 +128,7 @@ def test_one_pass_sgd_outliers_match_twin(repo_root):
 
 
 def test_level2_on_leading_blocks_equals_full_grams(repo_root):
-    """Steps are solved on power-of-two leading blocks of the Grams (cost t³, not T³); the result must equal
+    """Steps are solved on leading blocks (multiples of 32) of the Grams, rank-reduced; the result must equal
     the solve on the full T×T Grams, and the default step selection must hold the twin's spectrum steps."""
     from dmft.spectra.outliers import outliers_over_time
 

@@ -164,14 +164,16 @@ for fam in REGISTRY:
 after = {k: getattr(jax.config, k) for k in before}
 heavy = [m for m in ("matplotlib", "xarray") if m in sys.modules]
 blas_before = [i["num_threads"] for i in threadpool_info()]
-cfg = dmft.load_config(None, overrides={"optim.steps": 4})
+cfg = dmft.load_config(None, overrides={"optim.steps": 4, "simulate.dim": 16, "simulate.seeds": 2})
 ds = dmft.solve(cfg)
+sim = dmft.simulate(cfg)  # host callbacks (LAPACK via NumPy) must see float64 too
 blas_after = [i["num_threads"] for i in threadpool_info()]
 print(json.dumps({
     "env_changed": sorted(set(os.environ.items()) ^ set(before_env.items())),
     "flags_changed": {k: [before[k], after[k]] for k in before if before[k] != after[k]},
     "x64_after_solve": bool(jax.config.jax_enable_x64),
     "dtype": str(ds["test_loss"].dtype),
+    "twin_dtype": str(sim["spectrum"].dtype),
     "blas_restored": blas_before == blas_after,
 }))
 """
@@ -187,7 +189,7 @@ def test_importing_the_library_changes_no_global_state() -> None:
     assert report["env_changed"] == [], report
     assert report["flags_changed"] == {}, report
     assert report["x64_after_solve"] is False
-    assert report["dtype"] == "float64"
+    assert report["dtype"] == "float64" and report["twin_dtype"] == "float64"
     assert report["blas_restored"]
 
 

@@ -124,8 +124,8 @@ def level2_steps(steps: int, every: int | None = None, extra: Sequence[int] = ()
 
 
 def _block_size(t: int, steps: int) -> int:
-    """Leading block that holds the spikes s < t: the next power of two ≥ t (at least 8), capped at T."""
-    return min(steps, max(8, 1 << max(0, t - 1).bit_length()))
+    """Leading block that holds the spikes s < t: t rounded up to a multiple of 32 (at least 32), capped at T."""
+    return min(steps, 32 * max(1, -(-t // 32)))
 
 
 def layer_outliers(
@@ -139,8 +139,8 @@ def layer_outliers(
     """Outlier singular values of weight matrix ``layer`` after t steps, for each t in ``steps`` (default: all).
 
     The state after t steps involves only the [0, t)² blocks of the Grams, so the steps are grouped by the
-    power-of-two block that holds them and each group is solved on that block: the cost of a step grows as
-    t³ instead of T³ (one compile per block size).
+    block (a multiple of 32) that holds them and each group is solved on that block, on the rank-reduced problem
+    of :func:`dmft.spectra.outliers.outliers_over_time` (one compile per block size).
     """
     grams, c = layer_grams(sol, p, layer, depth)
     T = c.shape[-1]
