@@ -9,6 +9,7 @@ float64 on when it is off.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import jax
@@ -30,6 +31,19 @@ def check_jax_version() -> None:
         )
 
 
+_lock = threading.Lock()
+_depth = 0
+_previous = False
+
+
+def _leave() -> None:
+    global _depth
+    with _lock:
+        _depth -= 1
+        if _depth == 0:
+            jax.config.update("jax_enable_x64", _previous)
+
+
 @contextlib.contextmanager
 def float64() -> Iterator[None]:
     """Run the enclosed solver work in float64, restoring the user's setting afterwards.
@@ -45,9 +59,15 @@ def float64() -> Iterator[None]:
         # The process-wide flag, not the thread-local ``jax.enable_x64`` context: host callbacks (LAPACK through
         # NumPy) run on XLA's threads, where a thread-local setting is not seen and float64 results were refused.
         # The user's value is restored on exit.
-        previous = bool(jax.config.jax_enable_x64)
-        jax.config.update("jax_enable_x64", True)
-        stack.callback(jax.config.update, "jax_enable_x64", previous)
+        # Nested and concurrent solves (sweep sub-batches run on several threads) share one entry count: the
+        # first entry turns float64 on, the last exit restores the user's value.
+        global _depth, _previous
+        with _lock:
+            if _depth == 0:
+                _previous = bool(jax.config.jax_enable_x64)
+                jax.config.update("jax_enable_x64", True)
+            _depth += 1
+        stack.callback(_leave)
         if "OPENBLAS_NUM_THREADS" not in os.environ:
             kmp = os.environ.get("KMP_DUPLICATE_LIB_OK")
             from threadpoolctl import threadpool_limits

@@ -144,7 +144,9 @@ def test_interrupted_sweep_says_how_many_points_are_kept(tmp_path, capsys, monke
             raise KeyboardInterrupt
         return [xr.Dataset({"test_loss": ("t", np.ones(3))}) for _ in configs]
 
-    monkeypatch.setattr(api, "_run_group", second_group_interrupted)
+    from dmft.sweep import executors
+
+    monkeypatch.setattr(executors, "_raw", second_group_interrupted)
     assert main(["sweep", cfg, "--out", str(tmp_path), "--no-figures"]) == 130
     line = _one_line(capsys.readouterr().err)
     n = len(list((tmp_path / "points").glob("*.nc")))
