@@ -65,14 +65,17 @@ def bench_rank(ranks: list[int], repeats: int) -> None:
 
 def bench_steps(horizons: list[int], repeats: int) -> None:
     print("\nall steps t = 0..T-1 from T×T Grams (k_max = 4), C = 0.8 I (a deep-linear layer has C = ηγ0 I)")
-    print(f"{'T':>4} {'compile+run s':>14} {'run ms':>9} {'ms / step':>10} {'outliers at T-1':>16}")
+    print(f"{'T':>4} {'compile+run s':>14} {'run ms':>9} {'ms / step':>10} {'outliers at T-1':>16} "
+          f"{'full-rank ms':>13}")
     for horizon in horizons:
         gr = _grams(400, horizon)
         c = 0.8 * jnp.eye(horizon)
         _over_time.clear_cache()
         first, run = _time(lambda: sp.outliers_over_time(gr, c, 1.0, 1.0, k_max=4), repeats)
+        _, full = _time(lambda: sp.outliers_over_time(gr, c, 1.0, 1.0, k_max=4, rank_reduce=False), 1)
         n_last = int(sp.outliers_over_time(gr, c, 1.0, 1.0, k_max=4).n_outliers[-1])
-        print(f"{horizon:>4} {first:>14.2f} {run * 1e3:>9.1f} {run * 1e3 / horizon:>10.2f} {n_last:>16}")
+        print(f"{horizon:>4} {first:>14.2f} {run * 1e3:>9.1f} {run * 1e3 / horizon:>10.2f} {n_last:>16} "
+              f"{full * 1e3:>13.1f}")
 
 
 def bench_deep_linear(horizons: list[int], depths: list[int]) -> None:

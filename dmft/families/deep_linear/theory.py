@@ -21,6 +21,13 @@ the new row t of every object, in the order of the within-step chain of GD (back
 then the forward pass 1→L). Each row costs O(T²) (row-vector × matrix products and forward substitution), so a
 run costs O(L T³) time and O(L T²) memory. The global self-consistency of the result is checked at the end with
 random probe vectors (O(L T²)) and reported as ``residual``.
+
+**State.** Typed and indexed by integer layers: :class:`LayerState` (the objects of N-space ℓ), :class:`DataState`
+(D- and P-space), :class:`MarchState`; one row is :func:`_backward_layer` (ℓ = L..1), :func:`_data_spaces`,
+:func:`_forward_layer` (ℓ = 1..L) and the writes. Shallow networks unroll the layers (one buffer per field and
+layer, fastest rows); from depth :data:`LAYER_SCAN_DEPTH` the layers run in a ``lax.scan`` over a stacked state
+(compile time independent of depth). :func:`solve` returns a :class:`DeepLinearSolution` whose names are those of
+the Dataset.
 """
 
 from __future__ import annotations
