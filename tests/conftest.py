@@ -43,3 +43,32 @@ def _close_figures():
 
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+_TINY_DEEP_LINEAR = """
+[model]
+family = "deep_linear"
+depth = 2
+width_ratio = 1.0
+gamma0 = 1.0
+[data]
+alpha = 2.0
+noise = 0.1
+[optim]
+lr = 0.05
+steps = 6
+[solver]
+outliers = false
+[sweep]
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_toml():
+    """``tiny_sweep_toml(sweep_lines)``: the TOML text of a seconds-long deep-linear sweep (one place for the sweep
+    engine's tests, so they share compiled programs through the cache)."""
+
+    def make(sweep: str) -> str:
+        return _TINY_DEEP_LINEAR + sweep.strip() + "\n"
+
+    return make

@@ -20,25 +20,11 @@ from dmft.sweep import PointStore, executors  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds Ray workers through /proc")
 
-TINY = """
-[model]
-family = "deep_linear"
-depth = 2
-width_ratio = 1.0
-gamma0 = 1.0
-[data]
-alpha = 2.0
-noise = 0.1
-[optim]
-lr = 0.05
-steps = 6
-[solver]
-outliers = false
-[sweep]
+SWEEP = """
 lr = [0.02, 0.05, 0.1]
 gamma0 = [0.5, 2.0]
 depth = [1, 2]
-"""
+"""  # on the shared tiny deep-linear config (conftest.tiny_sweep_toml)
 B = 2  # points per task and per vmapped call: the programs of tests/test_sweep_*.py (compilation cache)
 
 
@@ -51,9 +37,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory):
+def cfg(tmp_path_factory, tiny_sweep_toml):
     path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(tiny_sweep_toml(SWEEP))
     return dmft.load_config(path)
 
 

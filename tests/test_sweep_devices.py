@@ -34,29 +34,15 @@ _SCRIPT = textwrap.dedent("""
                       "equal": bool(one.equals(four))}))
 """)
 
-TOML = """
-[model]
-family = "deep_linear"
-depth = 2
-width_ratio = 1.0
-gamma0 = 1.0
-[data]
-alpha = 2.0
-noise = 0.1
-[optim]
-lr = 0.05
-steps = 6
-[solver]
-outliers = false
-[sweep]
+SWEEP = """
 lr = [0.01, 0.02, 0.05, 0.1]
 gamma0 = [0.5, 2.0]
-"""
+"""  # on the shared tiny deep-linear config (conftest.tiny_sweep_toml)
 
 
-def test_four_host_devices_match_one(repo_root, tmp_path):
+def test_four_host_devices_match_one(repo_root, tmp_path, tiny_sweep_toml):
     path = tmp_path / "grid.toml"
-    path.write_text(TOML)
+    path.write_text(tiny_sweep_toml(SWEEP))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", _SCRIPT, str(path)], capture_output=True, text=True, cwd=repo_root,
                          env=env, timeout=600)

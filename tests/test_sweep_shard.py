@@ -11,34 +11,20 @@ from dmft.cli import main
 from dmft.io import load_dataset
 from dmft.sweep import executors, merge
 
-TINY = """
-[model]
-family = "deep_linear"
-depth = 2
-width_ratio = 1.0
-gamma0 = 1.0
-[data]
-alpha = 2.0
-noise = 0.1
-[optim]
-lr = 0.05
-steps = 6
-[solver]
-outliers = false
-[sweep]
+SWEEP = """
 lr = [0.02, 0.05, 0.1]
 gamma0 = [0.5, 2.0]
 depth = [1, 2]
-"""
+"""  # on the shared tiny deep-linear config (conftest.tiny_sweep_toml)
 
 
 B = 2  # one vmapped program size for every test of the sweep engine (shared through the compilation cache)
 
 
 @pytest.fixture
-def tiny_path(tmp_path):
+def tiny_path(tmp_path, tiny_sweep_toml):
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(tiny_sweep_toml(SWEEP))
     return path
 
 

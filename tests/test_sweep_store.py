@@ -16,30 +16,16 @@ import dmft
 from dmft.io import config_to_toml, load_dataset, save_dataset
 from dmft.sweep import PointStore, SweepLocked, code_hash, executors
 
-TINY = """
-[model]
-family = "deep_linear"
-depth = 2
-width_ratio = 1.0
-gamma0 = 1.0
-[data]
-alpha = 2.0
-noise = 0.1
-[optim]
-lr = 0.05
-steps = 6
-[solver]
-outliers = false
-[sweep]
+SWEEP = """
 lr = [0.02, 0.05, 0.1]
 gamma0 = [0.5, 2.0]
-"""
+"""  # on the shared tiny deep-linear config (conftest.tiny_sweep_toml)
 
 
 @pytest.fixture
-def tiny(tmp_path):
+def tiny(tmp_path, tiny_sweep_toml):
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(tiny_sweep_toml(SWEEP))
     return dmft.load_config(path)
 
 
@@ -123,13 +109,13 @@ def test_code_hash_follows_the_solver_sources(monkeypatch, tmp_path):
         points.code_hash.cache_clear()
 
 
-def test_a_second_sweep_on_the_same_folder_is_locked_out(tiny, tmp_path, repo_root):
+def test_a_second_sweep_on_the_same_folder_is_locked_out(tiny, tmp_path, repo_root, tiny_sweep_toml):
     out = tmp_path / "s"
     store = PointStore(out, "deep_linear")
     with store.lock():
         with pytest.raises(SweepLocked, match=rf"pid {os.getpid()}"):
             dmft.sweep(tiny, out_dir=out, progress=False, batch_size=2)
-        (tmp_path / "tiny.toml").write_text(TINY)
+        (tmp_path / "tiny.toml").write_text(tiny_sweep_toml(SWEEP))
         cmd = [sys.executable, "-m", "dmft.cli", "sweep", str(tmp_path / "tiny.toml"), "--out", str(out)]
         proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
