@@ -532,13 +532,15 @@ CLAIMS: tuple[Claim, ...] = (
           "With a number of outputs proportional to the width the update has extensive rank and the bulk itself "
           "moves (open problem of the paper).",
           status="in progress",
-          why="the extensive_output family (frozen-readout Dyson equation, ν = ∞ μP limit) is being built by "
-              "another engineer; its gallery entry is added when it is finished"),
+          why="the extensive_output family exists (frozen-readout Dyson equation, ν = ∞ μP limit, extrapolated "
+              "twin; `dmft sweep configs/sweeps/extensive_output_width.toml --kind both`) but has no gallery job "
+              "with a measured caption yet"),
     Claim("edge_of_stability", "2605.07870",
           "The sharpness λ_max of the tangent kernel during training, against 2/η (edge of stability), from theory.",
           status="in progress",
-          why="the theory of λ_max during training (solver.sharpness: moving bulk edge and star-step outliers) is "
-              "being built by another engineer; today only the twin's sharpness and the ν → ∞ value at t = 0 exist"),
+          why="the theory of λ_max during training exists (solver.sharpness: moving bulk edge and star-step "
+              "outliers; `configs/sweeps/sharpness_width.toml`) but its width figure with twin points has not been "
+              "run at gallery size, so it has no gallery job with a measured caption yet"),
     # 2502.02531 -------------------------------------------------------------------------------------------------
     Claim("deep_linear_losses", "2502.02531",
           "In the proportional limit the train and test losses of a deep linear network trained from random "
