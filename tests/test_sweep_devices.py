@@ -57,5 +57,6 @@ def test_four_host_devices_match_one(repo_root, tmp_path, tiny_sweep_toml):
 def test_split_and_padding():
     assert split(list(range(7)), 4) == [[0, 1], [2, 3], [4, 5], [6]]
     assert split([1], 4) == [[1]]
-    assert [pad_size(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+    assert [pad_size(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [2, 2, 4, 8, 16, 16]
+    assert pad_size(1, 1) == 1 and pad_size(0, 4) == 0  # a lone point runs batched only when batching is allowed
     assert pad_size(5, 6) == 6 and pad_size(7, 4) == 7

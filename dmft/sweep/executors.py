@@ -100,7 +100,7 @@ def _ray_batch(family_name: str, kind: str, tomls: list[str], folder: str | None
     todo = [i for i in range(len(cfgs)) if out[i] is None]
     if todo:
         run = [cfgs[i] for i in todo]
-        padded = run + [run[-1]] * (max(pad_to, len(run)) - len(run)) if len(run) > 1 else run
+        padded = run + [run[-1]] * (max(pad_to, len(run)) - len(run))  # the program its batch was planned for
         for i, ds in zip(todo, _raw(family, kind, padded), strict=False):
             ds = _finish(family, kind, ds, cfgs[i])
             if store is not None:

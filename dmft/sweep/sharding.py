@@ -48,9 +48,13 @@ def local_devices(count: int | None = None) -> list[Any]:
 
 
 def pad_size(n: int, batch_size: int) -> int:
-    """The size a vmapped call of ``n`` points is padded to: the next power of two, at most ``batch_size``."""
+    """The size a vmapped call of ``n`` points is padded to: the next power of two, at most ``batch_size``.
+
+    A lone point is padded to two when batching is allowed (``batch_size > 1``): it then runs the vmapped program
+    its neighbours run, not the unbatched solve, so that its bits do not depend on how the sweep was chunked (an
+    interrupted sweep, resumed, equals the sweep run in one go)."""
     if n <= 1:
-        return n
+        return min(2, batch_size) if n == 1 and batch_size > 1 else n
     p = 1 << (n - 1).bit_length()
     return max(n, min(p, batch_size))
 
