@@ -30,7 +30,7 @@ def outlier_gap(th, sim, depth):
     return float(np.mean(errs))
 
 
-@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("depth", [2, pytest.param(3, marks=pytest.mark.slow)])  # depth 3: benchmark-time
 def test_outliers_match_twin_with_shrinking_gap(repo_root, depth):
     cfg = cfg_for(repo_root, depth)
     th = dl.solve_config(cfg)
