@@ -76,9 +76,21 @@ def _init_state(kx: Array, depth: int, T: int) -> LinearState:
     )
 
 
-def _sym_set(x: Array, t: Array, row: Array) -> Array:
-    """Set row t and column t of a symmetric T×T array."""
-    return x.at[t].set(row).at[:, t].set(row)
+def _put(x: Array, index: tuple, value: Array) -> Array:
+    """``x.at[index].set(value)`` as one in-place ``dynamic_update_slice``. ``index`` holds an integer (static or
+    traced) or ``slice(None)`` per leading axis. JAX lowers a scatter with a traced index (and a strided one, such as
+    a column) to a select over the whole array plus a copy of it; inside the time loop that copied the whole Φ^Δ
+    state (L + 1 copies of T²M floats) at every step."""
+    index = tuple(index) + (slice(None),) * (x.ndim - len(index))
+    starts = [jnp.asarray(0 if isinstance(i, slice) else i, dtype=jnp.int32) for i in index]
+    shape = tuple(x.shape[a] if isinstance(i, slice) else 1 for a, i in enumerate(index))
+    return jax.lax.dynamic_update_slice(x, jnp.broadcast_to(value, tuple(
+        x.shape[a] for a, i in enumerate(index) if isinstance(i, slice))).reshape(shape).astype(x.dtype), starts)
+
+
+def _sym_set(x: Array, layer: int, t: Array, row: Array) -> Array:
+    """Set row t and column t of layer ``layer`` of a stack of symmetric T×T arrays."""
+    return _put(_put(x, (layer, t), row), (layer, slice(None), t), row)
 
 
 def _stage(
@@ -92,23 +104,30 @@ def _stage(
     idx = jnp.arange(T)
     lt = (idx < t).astype(float)  # s < t
     le = (idx <= t).astype(float)  # s ≤ t
-    abar, W, v, beta, D, DvB, S, G, PhiD, Q, Pd = (
-        st.abar, st.W, st.v, st.beta, st.D, st.DvB, st.S, st.G, st.PhiD, st.Q, st.Phi_diag)
+    abar, W, v, beta, D, DvB, S, G, Q = st.abar, st.W, st.v, st.beta, st.D, st.DvB, st.S, st.G, st.Q
+    # The big arrays (Φ^Δ, Φ^ℓ(t,t), ā, W: O(L T² M) floats) are only read in this step and written once at its end,
+    # with the new rows and columns kept as locals: a write followed by a read of the same array makes XLA copy the
+    # whole array every step. Row t of ā, W and of Φ^Δ (ℓ ≥ 1), and column t of Φ^Δ, are zero before step t.
+    PhiD0, Pd0, abar0, W0 = st.PhiD, st.Phi_diag, st.abar, st.W
+    at_t = (idx == t).astype(float)[:, None]  # e_t ⊗ x = at_t * x: a (T, M) slab that is x at row t
 
     # forward, ℓ = 1..L: row t of ā, W, Φ^Δ(t, s<t) and Φ^ℓ(t,t)
     ac_prev = jnp.zeros((M, T))
+    phid_rows = [PhiD0[0, t]]  # Φ^{ℓ,Δ}(t, ·), ℓ = 0..L
+    pd_rows = [Pd0[0, t]]  # Φ^ℓ(t, t)
+    a_rows, w_rows = [], []
     for i in range(L):  # layer ℓ = i + 1
-        pd_prev = PhiD[i, t]  # Φ^{ℓ−1,Δ}(t, ·)
+        pd_prev = phid_rows[i]  # Φ^{ℓ−1,Δ}(t, ·)
         a_t = ac_prev + c * pd_prev * lt[None, :]
         av = a_t @ v[i]
         w_t = av @ beta[i]
         ag = a_t @ G[i]
         row = s2 * pd_prev + s2 * (w_t @ Q[i]) + s2 * (pd_prev @ DvB[i].T) + ag @ D[i].T
-        PhiD = PhiD.at[i + 1, t].set(row * lt[None, :])
+        phid_rows.append(row * lt[None, :])
         cross = w_t @ pd_prev.T
-        Pd = Pd.at[i + 1, t].set(s2 * Pd[i, t] + s2 * (cross + cross.T) + ag @ a_t.T)
-        abar = abar.at[i, t].set(a_t)
-        W = W.at[i, t].set(w_t)
+        pd_rows.append(s2 * pd_rows[i] + s2 * (cross + cross.T) + ag @ a_t.T)
+        a_rows.append(a_t)
+        w_rows.append(w_t)
         ac_prev = s2 * av
 
     # backward, ℓ = L..1: row t of β, v, S and G (rows and columns ≤ t)
@@ -118,19 +137,19 @@ def _stage(
         b_row = c * lt * G[i + 1, t]
         if i < L - 1:
             b_row = b_row + s2 * (v_next @ beta[i + 1])
-        beta = beta.at[i, t].set(b_row)
+        beta = _put(beta, (i, t), b_row)
         v_row = (idx == t).astype(float) + (b_row @ D[i]) @ v[i]
-        v = v.at[i, t].set(v_row)
+        v = _put(v, (i, t), v_row)
         sig_r = sw2 * jnp.ones(T) if i == L - 1 else s2 * G[i + 1, t]
         s_row = (sig_r + s2 * (b_row @ Q[i]) @ beta[i].T) * le
-        S = S.at[i].set(_sym_set(S[i], t, s_row))
+        S = _sym_set(S, i, t, s_row)
         g_row = ((v_row @ S[i]) @ v[i].T) * le
-        G = G.at[i].set(_sym_set(G[i], t, g_row))
+        G = _sym_set(G, i, t, g_row)
         if i == L - 1:
-            f_exact = (s2 * PhiD[L - 1, t] @ (v_row @ beta[i]) + abar[i, t] @ g_row) / gamma0
+            f_exact = (s2 * phid_rows[L - 1] @ (v_row @ beta[i]) + a_rows[i] @ g_row) / gamma0
         v_next = v_row
 
-    ntk_t = sum(G[i, t, t] * Pd[i, t] for i in range(L + 1))
+    ntk_t = sum(G[i, t, t] * pd_rows[i] for i in range(L + 1))
     if tangent:
         prev = jnp.maximum(t - 1, 0)
         f_t = jnp.where(t > 0, st.f[prev] + (lr / n_train) * st.ntk[prev] @ st.delta[prev], 0.0)
@@ -144,25 +163,42 @@ def _stage(
     diverged = st.diverged | bad
     div_step = jnp.where(bad & ~st.diverged, t, st.divergence_step)
     delta_t = jnp.where(diverged, 0.0, delta_t)
-    delta = st.delta.at[t].set(delta_t)
+    delta = _put(st.delta, (t,), delta_t)
 
     # Δ(t)-dependent completion: row t of D, DvB; column t of Φ^Δ and Q (rows ≤ t)
     kd = kx @ delta_t
-    PhiD = PhiD.at[0, :, :, t].set(jnp.broadcast_to(kd, (T, M)))
-    Q = Q.at[0].set(_sym_set(Q[0], t, delta @ kd))
+    cols = [jnp.broadcast_to(kd, (T, M))]  # Φ^{ℓ,Δ}(·, t), ℓ = 0..L
+    Q = _sym_set(Q, 0, t, delta @ kd)
     for i in range(L):
-        d_row = delta_t @ abar[i, t]
-        D = D.at[i, t].set(d_row)
+        d_row = delta_t @ a_rows[i]
+        D = _put(D, (i, t), d_row)
         dvb = (d_row @ v[i]) @ beta[i]
-        DvB = DvB.at[i, t].set(dvb)
-        col = (s2 * PhiD[i, :, :, t] + s2 * (W[i] @ Q[i, t]) + s2 * (PhiD[i] @ dvb)
-               + abar[i] @ (G[i] @ d_row)) * le[:, None]
-        PhiD = PhiD.at[i + 1, :, :, t].set(col)
-        Q = Q.at[i + 1].set(_sym_set(Q[i + 1], t, jnp.sum(delta * col, axis=1)))
+        DvB = _put(DvB, (i, t), dvb)
+        # Φ^Δ_i @ dvb, W_i @ q and ā_i @ g over the arrays as they stand after rows t and columns t are written
+        phid_dvb = PhiD0[i] @ dvb + cols[i] * dvb[t] + (at_t * (phid_rows[i] @ dvb) if i > 0 else 0.0)
+        q_t = Q[i, t]
+        w_q = W0[i] @ q_t + at_t * (w_rows[i] @ q_t)
+        g = G[i] @ d_row
+        a_g = abar0[i] @ g + at_t * (a_rows[i] @ g)
+        col = (s2 * cols[i] + s2 * w_q + s2 * phid_dvb + a_g) * le[:, None]
+        cols.append(col)
+        Q = _sym_set(Q, i + 1, t, jnp.sum(delta * col, axis=1))
+
+    # write rows and columns t only after every read of the big arrays: the last column depends on all of them,
+    # and a zero computed from it orders the writes (rows first: a column owns the entry (t, t))
+    dep = 0.0 * cols[L][0, 0]
+    PhiD, Pd, abar, W = PhiD0, Pd0, abar0, W0
+    for i in range(L):
+        PhiD = _put(PhiD, (i + 1, t), phid_rows[i + 1] + dep)
+        Pd = _put(Pd, (i + 1, t), pd_rows[i + 1])
+        abar = _put(abar, (i, t), a_rows[i] + dep)
+        W = _put(W, (i, t), w_rows[i] + dep)
+    for i in range(L + 1):
+        PhiD = _put(PhiD, (i, slice(None), slice(None), t), cols[i])
 
     return LinearState(
-        delta, st.f.at[t].set(f_t), st.f_exact.at[t].set(f_exact), abar, W, v, beta, D, DvB, S, G, PhiD, Q, Pd,
-        st.ntk.at[t].set(ntk_t), loss0, diverged, div_step,
+        delta, _put(st.f, (t,), f_t), _put(st.f_exact, (t,), f_exact), abar, W, v, beta, D, DvB, S, G, PhiD, Q, Pd,
+        _put(st.ntk, (t,), ntk_t), loss0, diverged, div_step,
     )
 
 
