@@ -128,6 +128,95 @@ def test_c1_step_equals_deep_linear_network(key):
     np.testing.assert_allclose(np.sqrt(D) * V1[0], prm["w"] - rate * grads["w"], rtol=1e-11, atol=1e-12)
 
 
+# C = 1, population loss (α = ∞ here, α = 10⁴ in the deep-linear DMFT, whose inputs are finite samples), T = 11:
+# our twin in weight form, 512 seeds, against the single-output deep-linear DMFT (level 1) and its level-2 leading
+# outlier of W⁰/√D. Measured seed-mean relative gaps (± s.e.), fixed seeds, D = 50 / 100 / 200:
+#   outlier at t = 10 (theory 2.0581, bulk edge 1.4485): −0.36 ± 0.10 %, −0.17 ± 0.07 %, −0.07 ± 0.05 %
+#   outlier at t = 5 (theory 1.5224):                      −0.36 ± 0.16 %, −0.16 ± 0.11 %, −0.08 ± 0.08 %
+#   test loss at t = 5:   +1.1 ± 0.5 %, +0.6 ± 0.4 %, +0.15 ± 0.25 %  (finite-D bias ∝ 1/D)
+#   test loss at t = 10:  +5.5 ± 1.3 %, +2.8 ± 0.9 %, +1.05 ± 0.6 %   (a single channel is far from self-averaging:
+#                         per-network sd 23 % at D = 50, 11 % at D = 200 — not a CI-size check; see the slow test)
+C1_DIM, C1_SEEDS, C1_STEPS = 100, 512, 11
+C1_OUTLIER_TOL = 0.008  # measured ≤ 0.17 % at D = 100; a 3 % outlier error or a 3 % error in η must fail
+C1_LOSS_TOL = 0.015  # t ≤ 5, measured ≤ 0.6 % at D = 100 (1.1 % at D = 50); a 3 % loss error must fail
+C1_PLANT = 1.03
+
+
+def _c1_config(**over):
+    base = {"model.family": "deep_linear", "model.depth": 1, "model.width_ratio": 2.0, "model.gamma0": 3.0,
+            "model.sigma": 0.6, "model.sigma_readout": 1.0, "optim.lr": 0.05, "optim.steps": C1_STEPS,
+            "data.alpha": 1e4, "data.noise": 0.0, "simulate.spectrum_every": 10, "solver.outliers": True,
+            "solver.outlier_every": 10}
+    return Config().replace({**base, **over})
+
+
+def _c1_twin(cfg: Config, dim: int, seeds: int) -> dict[str, np.ndarray]:
+    """Our C = 1 twin of a deep-linear depth-1 config (population loss, weight form)."""
+    eo = Config().replace({k: cfg.get(k) for k in ("model.width_ratio", "model.gamma0", "model.sigma",
+                                                   "model.sigma_readout", "optim.lr", "optim.steps",
+                                                   "simulate.spectrum_every")})
+    return twin.simulate_sizes(params_from_config(eo, Section(outputs=1, twin_form="weight")), dim, seeds)
+
+
+def _c1_gaps(theory, res, outlier_scale: float = 1.0, loss_scale: float = 1.0) -> tuple[float, float]:
+    """Relative gaps of the seed-mean leading singular value (t = 10) and the largest of the test loss (t = 1…5)."""
+    top = res["spectrum"][:, -1, 0].mean(0)  # t_spec = 10
+    ref = outlier_scale * float(theory.outlier_sv.sel(layer=0, t=10, k=0))
+    loss = res["test_loss"][:, 1:6].mean(0)
+    return float(np.max(np.abs(top / ref - 1))), float(np.max(np.abs(loss / (loss_scale * theory.test_loss[1:6]) - 1)))
+
+
+@pytest.fixture(scope="module")
+def c1_runs():
+    import dmft
+
+    cfg = _c1_config()
+    theory = dmft.solve(cfg)
+    assert float(theory.outlier_sv.sel(layer=0, t=10, k=0)) > 1.3 * float(theory.bulk_edge.sel(layer=0))
+    return cfg, theory, _c1_twin(cfg, C1_DIM, C1_SEEDS)
+
+
+def test_c1_outlier_and_losses_match_deep_linear_theory(c1_runs):
+    """C = 1 is the deep-linear network at L = 1: our twin's leading singular value (t = 10) and its test loss
+    (t ≤ 5) agree with the single-output deep-linear DMFT and its level-2 outlier (numbers above)."""
+    _, theory, res = c1_runs
+    out_gap, loss_gap = _c1_gaps(theory, res)
+    print(f"C = 1 gaps: outlier {out_gap:.4f}, loss {loss_gap:.4f}")
+    assert out_gap < C1_OUTLIER_TOL and loss_gap < C1_LOSS_TOL
+
+
+def test_c1_check_rejects_planted_errors(c1_runs):
+    """The same check fails on a reference 3 % off (outlier, loss) and on a twin run with η 3 % off (same
+    networks: the twin's hyperparameters are traced, so this reuses the compiled program)."""
+    cfg, theory, res = c1_runs
+    out_gap, _ = _c1_gaps(theory, res, outlier_scale=C1_PLANT)
+    _, loss_gap = _c1_gaps(theory, res, loss_scale=C1_PLANT)
+    wrong = _c1_twin(cfg.replace({"optim.lr": C1_PLANT * cfg.optim.lr}), C1_DIM, C1_SEEDS)
+    lr_gaps = _c1_gaps(theory, wrong)
+    print(f"planted: outlier × 1.03 → {out_gap:.4f}; loss × 1.03 → {loss_gap:.4f}; η × 1.03 → {lr_gaps}")
+    assert out_gap > C1_OUTLIER_TOL and loss_gap > C1_LOSS_TOL
+    assert lr_gaps[0] > C1_OUTLIER_TOL and lr_gaps[1] > C1_LOSS_TOL
+
+
+@pytest.mark.slow
+def test_c1_gaps_shrink_with_size(c1_runs):
+    """The bigger C = 1 check: at D = 50 and 200 (512 seeds) the outlier gap (t = 10) and the test-loss gap
+    (t ≤ 10, including the noisy t = 10) shrink with D, and at D = 200 they are within 0.5 % and 3 % (measured
+    0.07 % and 1.05 ± 0.6 %; D = 50: 0.36 % and 5.5 ± 1.3 %)."""
+    cfg, theory, _ = c1_runs
+
+    def gaps(dim: int) -> tuple[float, float]:
+        res = _c1_twin(cfg, dim, C1_SEEDS)
+        out = abs(res["spectrum"][:, -1, 0].mean() / float(theory.outlier_sv.sel(layer=0, t=10, k=0)) - 1)
+        loss = np.max(np.abs(res["test_loss"].mean(0)[1:] / theory.test_loss.values[1:] - 1))
+        return float(out), float(loss)
+
+    small, large = gaps(50), gaps(200)
+    print("C = 1 gaps (outlier, loss) at D = 50, 200:", small, large)
+    assert large[0] < 0.005 and large[1] < 0.03
+    assert large[0] < small[0] and large[1] < small[1]
+
+
 @pytest.mark.slow
 def test_c1_losses_match_deep_linear_theory():
     """C = 1, finite α with noise: seed-mean losses of our twin against the deep-linear DMFT (depth 1) within
@@ -157,3 +246,23 @@ def test_divergence_is_reported():
     assert 0 < k < 29
     assert np.isnan(ds.test_loss.isel(seed=0, t=-1))
     assert ds.attrs["form"] == "gram"
+
+
+def test_gram_form_compiles_once_across_widths(monkeypatch):
+    """The Gram form's cost does not depend on N, nor does its program: widths N ≥ C + D share one traced (so
+    compiled) twin — N is traced — and the traced-width run equals the run compiled for that N (same draws)."""
+    D, C, T = 6, 4, 3  # sizes no other test uses: the first call must trace
+    cfg = Config().replace({**SIGMA_CFG, "optim.steps": T, "simulate.spectrum_every": 2})
+    traces = []
+    real = twin.run_gram
+    monkeypatch.setattr(twin, "run_gram", lambda *a, **k: traces.append(1) or real(*a, **k))
+    runs = {nu: twin.simulate_sizes(params_from_config(cfg.replace({"model.width_ratio": nu}),
+                                                        Section(outputs=C)), D, 2) for nu in (2.0, 3.5, 9.0)}
+    assert len(traces) == 1
+    prob = params_from_config(cfg.replace({"model.width_ratio": 3.5}), Section(outputs=C))
+    sizes = twin.sizes_from_config(prob, D)
+    hv = jnp.asarray(prob.hyper, dtype=jnp.float64)
+    k = jax.random.split(jax.random.key(prob.seed), 2)[0]
+    fixed = twin._train(k, hv, jnp.asarray(float(sizes.width)), sizes, (0, 2), "gram", True)  # N static
+    np.testing.assert_allclose(np.asarray(fixed["spectrum"]), runs[3.5]["spectrum"][0], rtol=1e-12)
+    assert not np.allclose(runs[2.0]["spectrum"][0], runs[9.0]["spectrum"][0])  # N does enter

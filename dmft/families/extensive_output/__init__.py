@@ -62,8 +62,8 @@ def _check(cfg: Any) -> None:
 
 def extrapolate(cfg: Any, dims: Any = None, seeds: Any = None, section: Any = None) -> Any:
     """Twin at several D fitted to D = ∞ (edge ∝ D^{-2/3}, quantiles and losses ∝ 1/D), with error bars."""
-    # The module is private (``twin_extrapolate``, a twin-side tool): a submodule named ``extrapolate`` would be bound over this
-    # function as a package attribute on first import, and the next call would hit a module.
+    # The module is private (``twin_extrapolate``, a twin-side tool): a submodule named ``extrapolate`` would be
+    # bound over this function as a package attribute on first import, and the next call would hit a module.
     from .twin_extrapolate import extrapolate as _extrapolate
 
     return _extrapolate(cfg, dims=dims, seeds=seeds, section=section)

@@ -186,14 +186,19 @@ def sample_init(
 
 
 def sample_init_gram(
-    key: PRNGKeyArray, width: int, outputs: int, dim: int, sigma: Any, sigma_w: Any
+    key: PRNGKeyArray, width: Any, outputs: int, dim: int, sigma: Any, sigma_w: Any, bartlett: bool | None = None
 ) -> Float[Array, "p p"]:
     """ZᵀZ with Z = [Vᵀ, M] (N×(C+D)): a Wishart matrix with N degrees of freedom and covariance
     diag(σ_w² I_C, σ² I_D)/D, drawn by the Bartlett decomposition when N ≥ C + D (cost O((C+D)³), independent
-    of N), else from Z itself. Blocks: [[h, γ0νA], [γ0νAᵀ, k]]."""
+    of N), else from Z itself. Blocks: [[h, γ0νA], [γ0νAᵀ, k]].
+
+    ``bartlett=True`` takes the Bartlett route with ``width`` possibly a traced number (N ≥ C + D is then the
+    caller's promise): one compiled program serves every width."""
     p = outputs + dim
     scale = jnp.concatenate([jnp.full(outputs, sigma_w), jnp.full(dim, sigma)]) / math.sqrt(dim)
-    if width < p:
+    if bartlett is None:
+        bartlett = width >= p
+    if not bartlett:
         z = jax.random.normal(key, (width, p)) * scale[None, :]
         return z.T @ z
     kc, kn = jax.random.split(key)

@@ -164,11 +164,27 @@ def _march(
     return jnp.concatenate(trains), jnp.concatenate(tests), jnp.stack(obs)
 
 
+#: ``Sizes.width`` of a Gram-form run whose width N ≥ C + D is traced (Bartlett draw): compiled once for all N.
+TRACED_WIDTH = -1
+
+
+def _n_sv(sizes: Sizes) -> int:
+    """min(N, D): the number of nonzero singular values (N ≥ C + D > D when the width is traced)."""
+    return sizes.dim if sizes.width == TRACED_WIDTH else min(sizes.width, sizes.dim)
+
+
+def _compiled_sizes(sizes: Sizes, form: str) -> Sizes:
+    """The static sizes the twin is compiled for: the width drops out of the Gram form when N ≥ C + D."""
+    if form == "gram" and sizes.width >= sizes.outputs + sizes.dim:
+        return sizes._replace(width=TRACED_WIDTH)
+    return sizes
+
+
 def run_weight(
     V0: Array, M0: Array, data: Data, h: Hyper, sizes: Sizes, rec: tuple[int, ...], population: bool
 ) -> dict[str, Array]:
     """Weight-form run from (V0, M0): losses (T,) and singular values of M at ``rec`` (n_rec, min(N, D))."""
-    n = min(sizes.width, sizes.dim)
+    n = _n_sv(sizes)
 
     def step(s: tuple[Array, Array]) -> tuple[Array, Array]:
         return weight_step(*s, data, h, sizes.frozen, population)
@@ -188,7 +204,7 @@ def run_gram(
     G0: Array, data: Data, h: Hyper, sizes: Sizes, rec: tuple[int, ...], population: bool
 ) -> dict[str, Array]:
     """Gram-form run from ZᵀZ = G0: losses (T,) and singular values √eig(k) at ``rec``."""
-    C, n = sizes.outputs, min(sizes.width, sizes.dim)
+    C, n = sizes.outputs, _n_sv(sizes)
     state = (G0[:C, :C], G0[C:, C:], G0[:C, C:] / (h.gamma0 * h.nu))
 
     def step(s: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
@@ -220,16 +236,21 @@ def train(
     """One network: teacher, data and initialization drawn from ``key`` (split into teacher+data and init),
     trained in ``form`` (``gram`` or ``weight``)."""
     hv = jnp.asarray(h, dtype=jnp.float64)
-    return _train(key, hv, sizes, tuple(int(r) for r in rec), form, population)
+    width = jnp.asarray(sizes.width, dtype=jnp.float64)
+    return _train(key, hv, width, _compiled_sizes(sizes, form), tuple(int(r) for r in rec), form, population)
 
 
 @partial(jax.jit, static_argnames=("sizes", "rec", "form", "population"))
-def _train(key: PRNGKeyArray, hv: Array, sizes: Sizes, rec: tuple[int, ...], form: str, population: bool) -> dict:
+def _train(key: PRNGKeyArray, hv: Array, width: Array, sizes: Sizes, rec: tuple[int, ...], form: str,
+           population: bool) -> dict:
+    """One network (``width``: N as a traced number, used where ``sizes.width`` is :data:`TRACED_WIDTH`)."""
     h = Hyper(*hv)
     k_data, k_init = jax.random.split(key)
     data = _problem_data(k_data, h, sizes, population)
     if form == "gram":
-        G0 = sample_init_gram(k_init, sizes.width, sizes.outputs, sizes.dim, h.sigma, h.sigma_w)
+        traced = sizes.width == TRACED_WIDTH
+        G0 = sample_init_gram(k_init, width if traced else sizes.width, sizes.outputs, sizes.dim, h.sigma,
+                              h.sigma_w, bartlett=True if traced else None)
         return run_gram(G0, data, h, sizes, rec, population)
     V0, M0 = sample_init(k_init, sizes.width, sizes.outputs, sizes.dim, h.sigma, h.sigma_w)
     return run_weight(V0, M0, data, h, sizes, rec, population)
@@ -252,7 +273,10 @@ def simulate_sizes(
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(base), n)
         hv = jnp.asarray(prob.hyper, dtype=jnp.float64)
-        run = jax.vmap(lambda k: _train(k, hv, sizes, rec, _form(prob), prob.population))
+        width = jnp.asarray(sizes.width, dtype=jnp.float64)
+        form = _form(prob)
+        static = _compiled_sizes(sizes, form)  # the Gram form compiles once for every width N ≥ C + D
+        run = jax.vmap(lambda k: _train(k, hv, width, static, rec, form, prob.population))
         out = jax.device_get(run(keys))
     return {k: np.asarray(v) for k, v in out.items()}
 
