@@ -113,6 +113,14 @@ JOBS: dict[str, Job] = {j.name: j for j in (
                                                      "simulate.spectrum_every": 5, "sweep.width_ratio": [0.5, 4]}),
     Job("dl_lr_transfer", "sweep", "both", quick={"optim.steps": 16, "simulate.dim": 32, "simulate.seeds": 2,
                                                   "sweep.width_ratio": [1, 4], "sweep.lr": [0.02, 0.08, 0.32]}),
+    Job("dl_sharpness_width", "sweep", "both", quick={"optim.steps": 5, "simulate.dim": 24, "simulate.seeds": 2,
+                                                      "sweep.width_ratio": [0.5, 2]}),
+    Job("eo_outputs", "sweep", "both", quick={"optim.steps": 11, "simulate.dim": 40, "simulate.seeds": 2,
+                                              "extensive_output.grid": 64, "extensive_output.quad_rows": 200,
+                                              "sweep.extensive_output.outputs": [1, 40]}),
+    Job("eo_width", "sweep", "both", quick={"optim.steps": 11, "simulate.dim": 40, "simulate.seeds": 2,
+                                            "extensive_output.grid": 64, "extensive_output.quad_rows": 200,
+                                            "sweep.width_ratio": [2, 8]}),
     Job("mf_linear", "compare", quick={"optim.steps": 10, "simulate.width": 256, "simulate.seeds": 2}),
     Job("mf_relu", "compare", quick={"optim.steps": 6, "solver.samples": 1000, "simulate.width": 512,
                                      "simulate.seeds": 2}),
@@ -319,6 +327,159 @@ def _dl_lr_transfer(grid: Any) -> tuple[dict[str, float], str]:
             parts.append(f"{'μP' if param == 'mup' else 'NTK'} {who}: best η " + ", ".join(f"{b:g}" for b in best))
     return nums, f"Best learning rate (grid {', '.join(f'{x:g}' for x in lrs)}) at ν = " + \
         ", ".join(f"{n:g}" for n in nus) + ": " + "; ".join(parts) + "."
+
+
+def _dl_sharpness_width(grid: Any) -> tuple[dict[str, float], str]:
+    """Edge of stability across widths: the theory's sharpness at the last step (or where it crosses 2/η) per
+    parameterization and ν, its spread over ν, and the twin's Lanczos λ_max against it at every step from t = 2
+    up to the crossing (t = 0, 1: the bulk edge alone, whose finite-D gap closes only as D^(−2/3))."""
+    from .io import config_of
+
+    lr = config_of(grid).optim.lr
+    nus = grid["width_ratio"].values
+    T = int(grid["t"].values[-1])
+    twin = "sim_kernel_top" in grid
+    nums: dict[str, float] = {}
+    parts = []
+    worst_rel, worst_z, edge_rel = 0.0, 0.0, []
+    for param in grid["parameterization"].values:
+        name = "μP" if param == "mup" else "NTK"
+        stay, crossed = [], []
+        for nu in nus:
+            sel = {"parameterization": param, "width_ratio": nu}
+            th = grid["sharpness"].sel(sel).values
+            step = int(grid["eos_step"].sel(sel))
+            last = step if step >= 0 else T
+            nums[f"{param}_nu{nu:g}_eos_step"] = step
+            nums[f"{param}_nu{nu:g}_sharpness"] = float(th[last])
+            (crossed if step >= 0 else stay).append((nu, step, float(th[last])))
+            if not twin:
+                continue
+            tw = grid["sim_kernel_top"].sel(sel)
+            m0, _ = _mean_se(tw.sel(t=0))
+            edge_rel.append(m0 / th[0] - 1)
+            for t in range(2, last + 1):
+                m, se = _mean_se(tw.sel(t=t))
+                worst_rel = max(worst_rel, abs(m / th[t] - 1))
+                worst_z = max(worst_z, abs(m - th[t]) / se)
+            m, se = _mean_se(tw.sel(t=last))
+            nums[f"{param}_nu{nu:g}_twin"], nums[f"{param}_nu{nu:g}_twin_se"] = m, se
+        text = f"{name}:"
+        if len(stay) == 1:
+            nu1, _, v1 = stay[0]
+            text += f" at t = {T} sharpness {v1:.4g} at ν = {nu1:g} (η·sharpness/2 = {lr * v1 / 2:.2f})"
+        elif stay:
+            vals = np.array([v for _, _, v in stay])
+            spread = float(vals.max() / vals.min() - 1)
+            nums[f"{param}_spread"] = spread
+            text += (f" at t = {T} sharpness " + ", ".join(f"{v:.4g}" for v in vals) + " at ν = "
+                     f"{', '.join(f'{n:g}' for n, _, _ in stay)} (" +
+                     (f"spread {100 * spread:.2g} %" if spread < 1 else f"a factor {1 + spread:.3g} apart") +
+                     ", η·sharpness/2 = "
+                     f"{lr * vals.min() / 2:.2f}–{lr * vals.max() / 2:.2f})")
+        if crossed:
+            text += ("; crosses 2/η at " if stay else " crosses 2/η at ") + ", ".join(
+                f"t = {s} for ν = {n:g} ({v:.4g})" for n, s, v in crossed)
+        parts.append(text)
+    caption = f"2/η = {2 / lr:g}. " + "; ".join(parts) + "."
+    if twin:
+        nums.update({"twin_max_rel_gap": worst_rel, "twin_max_z": worst_z,
+                     "twin_edge_gap_min": float(min(edge_rel)), "twin_edge_gap_max": float(max(edge_rel))})
+        caption += (f" Twin (D = {config_of(grid).simulate.dim}, {grid.sizes['seed']} seeds, Lanczos) against the "
+                    f"theory from t = 2 up to the crossing: "
+                    f"max |gap| {100 * worst_rel:.2g} % ({worst_z:.1f} s.e.); at t = 0 (bulk edge only) the twin sits "
+                    f"{_pct(min(edge_rel))} to {_pct(max(edge_rel))} off (finite-D edge, ∝ D^(−2/3)).")
+    return nums, caption
+
+
+def _eo_outputs(grid: Any) -> tuple[dict[str, float], str]:
+    """Extensive outputs, one width: per number of outputs C, the twin's singular values of W⁰/√N that end above
+    the initial bulk edge σ(1 + ν^(−1/2)) (per network) and the move of its median; the largest C (C = κD) against
+    the exact ν = ∞ μP theory (median, q90, edge), C = 1 against the ν = ∞ outlier √k_t(√ρ*)."""
+    import jax
+
+    from .families.extensive_output._infinite import modes
+    from .io import config_of
+
+    cfg = config_of(grid)
+    m = cfg.model
+    edge0 = m.sigma * (1 + m.width_ratio**-0.5)
+    ts = int(grid["t_spec"].values[-1])
+    cs = [int(c) for c in grid["outputs"].values]
+    nums: dict[str, float] = {"initial_edge": edge0}
+    parts = []
+    for c in cs:
+        point = grid.sel(outputs=c)
+        sv0, sv1 = point["sim_spectrum"].isel(t_spec=0), point["sim_spectrum"].sel(t_spec=ts)
+        n = int(np.isfinite(sv1.isel(seed=0)).sum())
+        above = float((sv1 > 1.02 * edge0).sum("i").mean())
+        ratio = float(sv1.median("i").mean() / sv0.median("i").mean())
+        nums.update({f"C{c}_above_edge": above, f"C{c}_median_ratio": ratio})
+        text = f"C = {c}: {above:.3g} of {n} singular values above the initial edge, median ×{ratio:.3f}"
+        if c < n:  # few outputs: the next value sits at the initial edge (bulk unchanged)
+            nxt, _ = _mean_se(sv1.isel(i=c))
+            nums[f"C{c}_next_over_edge"] = nxt / edge0 - 1
+            text += f", next singular value {nxt:.4g} ({_pct(nxt / edge0 - 1)} from the edge)"
+        if c == 1:
+            with jax.enable_x64(True):
+                k = modes(np.array([np.sqrt(cfg.data.teacher_variance)]), cfg.optim.lr, m.gamma0, m.sigma,
+                          m.sigma_readout, cfg.optim.steps).k
+            th = float(np.sqrt(np.asarray(k)[ts, 0]))
+            top, se = _mean_se(sv1.isel(i=0))
+            nums.update({"C1_outlier_twin": top, "C1_outlier_nu_inf": th})
+            text += f"; outlier {top:.4g} ± {se:.2g} (ν = ∞ theory {th:.4g}, {_pct(top / th - 1)})"
+        parts.append(text)
+    c = cs[-1]
+    point = grid.sel(outputs=c)
+    rows = []
+    for name, q in (("median", 0.5), ("q90", 0.9)):
+        tw, se = _mean_se(point["sim_quantiles"].sel(t_spec=ts, q=q))
+        th = _f(point["quantiles"].sel(t_spec=ts, q=q))
+        nums.update({f"C{c}_{name}_twin": tw, f"C{c}_{name}_nu_inf": th})
+        rows.append(f"{name} {tw:.4g} ± {se:.2g} vs {th:.4g} ({_pct(tw / th - 1)})")
+    tw, se = _mean_se(point["sim_edge"].sel(t_spec=ts))
+    th = _f(point["edge"].sel(t_spec=ts))
+    nums.update({f"C{c}_edge_twin": tw, f"C{c}_edge_nu_inf": th})
+    rows.append(f"top {tw:.4g} ± {se:.2g} vs edge {th:.4g} ({_pct(tw / th - 1)})")
+    return nums, (f"Full GD, μP, ν = {m.width_ratio:g}, twin D = {cfg.simulate.dim} ({grid.sizes['seed']} seeds), "
+                  f"W⁰/√N at t = {ts}; initial bulk edge {edge0:.4g}. " + "; ".join(parts) +
+                  f". C = {c} against the exact ν = ∞ μP theory (the gaps are the twin's finite ν and D; the top "
+                  f"singular value also carries the D^(−2/3) edge bias): " + ", ".join(rows) + ".")
+
+
+def _eo_width(grid: Any) -> tuple[dict[str, float], str]:
+    """Extensive outputs against width: the twin's top singular value and median of W⁰/√N at the last recorded
+    step for each ν, μP against the exact ν = ∞ theory, NTK against the lazy limit σ."""
+    from .io import config_of
+
+    cfg = config_of(grid)
+    nus = grid["width_ratio"].values
+    ts = int(grid["t_spec"].values[-1])
+    nums: dict[str, float] = {}
+    parts = []
+    for param in grid["parameterization"].values:
+        name = "μP" if param == "mup" else "NTK"
+        point = grid.sel(parameterization=param, t_spec=ts)
+        edge = point["sim_edge"].mean("seed").values
+        med = point["sim_quantiles"].sel(q=0.5).mean("seed").values
+        th_edge = float(np.nanmedian(point["edge"].values))
+        th_med = float(np.nanmedian(point["quantiles"].sel(q=0.5).values))
+        for nu, e, q in zip(nus, edge, med, strict=True):
+            nums.update({f"{param}_edge_nu{nu:g}": float(e), f"{param}_median_nu{nu:g}": float(q)})
+        nums.update({f"{param}_edge_theory": th_edge, f"{param}_median_theory": th_med,
+                     f"{param}_edge_change_last_two": float(abs(edge[-1] / edge[-2] - 1)),
+                     f"{param}_edge_gap_widest": float(edge[-1] / th_edge - 1),
+                     f"{param}_median_gap_widest": float(med[-1] / th_med - 1)})
+        ref = "ν = ∞ theory" if param == "mup" else "lazy limit σ"
+        parts.append(f"{name}: top singular value " + ", ".join(f"{e:.4g}" for e in edge) +
+                     f" ({ref} {th_edge:.4g}), median " + ", ".join(f"{q:.4g}" for q in med) +
+                     f" ({ref} {th_med:.4g})")
+    change = 100 * nums["mup_edge_change_last_two"]
+    return nums, (f"Twin (D = {cfg.simulate.dim}, {grid.sizes['seed']} seeds) at t = {ts}, W⁰/√N, ν = " +
+                  ", ".join(f"{n:g}" for n in nus) + ": " + "; ".join(parts) +
+                  f". Under μP the edge changes by {change:.2g} % between the two widest ν and sits "
+                  f"{_pct(nums['mup_edge_gap_widest'])} from the ν = ∞ edge (finite-D edge bias ∝ D^(−2/3)); under "
+                  f"NTK it falls towards σ.")
 
 
 def _mf_outliers(res: Any) -> tuple[dict[str, float], str]:
@@ -529,18 +690,26 @@ CLAIMS: tuple[Claim, ...] = (
           "mf_linear", "outliers", _mf_outliers,
           shows="theory outliers (lines), bulk edge, twin top singular values (mean ± std)"),
     Claim("extensive_outputs", "2605.07870",
-          "With a number of outputs proportional to the width the update has extensive rank and the bulk itself "
-          "moves (open problem of the paper).",
-          status="in progress",
-          why="the extensive_output family exists (frozen-readout Dyson equation, ν = ∞ μP limit, extrapolated "
-              "twin; `dmft sweep configs/sweeps/extensive_output_width.toml --kind both`) but has no gallery job "
-              "with a measured caption yet"),
+          "With few outputs (C = 1, 3) the trained first layer is its initial bulk plus C outliers; with a number of "
+          "outputs proportional to the width (C = D) every step has extensive rank and the bulk itself restructures "
+          "(most singular values leave the initial bulk), as the exact infinite-width μP theory of a toy model "
+          "predicts. Full GD at finite width has no exact theory here (only the twin and its D → ∞ extrapolation).",
+          "eo_outputs", "phenomenon", _eo_outputs,
+          shows="twin histograms of W⁰/√N at t = 0 and the last step per C, initial bulk edge (dashed), values "
+                "above it (markers), ν = ∞ theory density at the last step"),
+    Claim("extensive_edge_width", "2605.07870",
+          "With extensive outputs the edge of the spectrum still converges for wide networks: under μP the top "
+          "singular value and the median of W⁰/√N settle as ν = N/D grows, next to the exact ν = ∞ theory; under "
+          "NTK they drift to the lazy limit σ.",
+          "eo_width", "width", _eo_width,
+          shows="edge and median against ν: ν = ∞ theory (dashed lines), twin points ± std over seeds, μP and NTK"),
     Claim("edge_of_stability", "2605.07870",
-          "The sharpness λ_max of the tangent kernel during training, against 2/η (edge of stability), from theory.",
-          status="in progress",
-          why="the theory of λ_max during training exists (solver.sharpness: moving bulk edge and star-step "
-              "outliers; `configs/sweeps/sharpness_width.toml`) but its width figure with twin points has not been "
-              "run at gallery size, so it has no gallery job with a measured caption yet"),
+          "Under μP the leading eigenvalue of the tangent kernel grows toward the edge of stability 2/η in a "
+          "width-stable way; under NTK its dynamics depend strongly on the width.",
+          "dl_sharpness_width", "sharpness_width", _dl_sharpness_width,
+          shows="theory sharpness(t) per ν (lines, NaN past the crossing of 2/η), twin Lanczos λ_max (mean ± s.e.; "
+                "open past the crossing), 2/η (dashed), the ν → ∞ lazy value (dotted); one panel per "
+                "parameterization"),
     # 2502.02531 -------------------------------------------------------------------------------------------------
     Claim("deep_linear_losses", "2502.02531",
           "In the proportional limit the train and test losses of a deep linear network trained from random "

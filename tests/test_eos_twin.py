@@ -80,6 +80,21 @@ def test_lanczos_against_dense_eigenvalues(key: jax.Array) -> None:
     np.testing.assert_allclose(float(jnp.abs(vec @ (K @ vec))), dense[0], rtol=1e-9)
 
 
+def test_lanczos_past_the_rank_of_the_kernel(key: jax.Array) -> None:
+    """K̃ = XK̂Xᵀ/P has rank D < P: with more Lanczos steps than D + 1 the Krylov space is exhausted, and the
+    Ritz values must still be the dense top eigenvalues (at D = 32, 48 steps once gave λ_max ≈ 11 for 3.2)."""
+    D, N, P, L = 24, 12, 48, 2
+    h = _hyper()
+    net = init_net(key, KernelTwinSpec(D, N, L, P, 2), h)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (P, D))
+    K = jax.vmap(lambda v: kernel_matvec(net, x, v))(jnp.eye(P)).T
+    dense = np.sort(np.linalg.eigvalsh(np.asarray(0.5 * (K + K.T))))[::-1]
+    for v0 in (jnp.ones(P), jax.random.normal(key, (P,))):
+        vals, vec = lanczos(lambda v: kernel_matvec(net, x, v), v0, 48)
+        np.testing.assert_allclose(np.asarray(vals[:3]), dense[:3], rtol=1e-9)
+        assert float(jnp.min(vals)) > -1e-9 * dense[0]  # the padding is zeros, K̃ is positive semi-definite
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Twin against theory (slow)
 # ---------------------------------------------------------------------------------------------------------------
@@ -96,16 +111,20 @@ FRESH = {3: 7.731, 5: 13.486, 10: 16.516}
 def test_twin_gap_shrinks_with_width_and_rejects_the_failing_estimates() -> None:
     """The twin's mean λ_max over seeds approaches the theory as D grows (D = 125, 250, 500): the relative gap
     averaged over t = 3, 5, 10 shrinks, the largest-D twin is within 3 sem + the D = 500 finite-size gap measured
-    in the note (≤ 3 %), and it rejects the bulk edge alone and the fresh-input kernel (> 5 sem away at t = 3)."""
+    in the note (≤ 3 %), and it rejects the bulk edge alone and the fresh-input kernel (> 5 sem away at t = 3).
+
+    Measured (seeds 64/32/16, about 2 min): mean |gap| 2.2 %, 1.1 %, 0.99 %; at D = 500 +2.5 % (t = 3, 1.0 sem),
+    +0.06 % (t = 5), +0.44 % (t = 10). With 16/8/4 seeds the seed noise hid the trend (3.6 %, 5.9 %, 2.6 %)."""
     cfg = load_config(None, REF)
     gaps, last = [], None
-    for D, seeds in ((125, 16), (250, 8), (500, 4)):
-        ds = simulate_kernel(cfg, dim=D, seeds=seeds, seed=1)
+    for D, seeds in ((125, 64), (250, 32), (500, 16)):
+        ds = simulate_kernel(cfg, dim=D, seeds=seeds, seed=1, fresh=True)
         top = ds["kernel_top"]
         mean = {t: float(top.sel(t=t).mean()) for t in THEORY}
         sem = {t: float(top.sel(t=t).std()) / math.sqrt(seeds) for t in THEORY}
         gaps.append(np.mean([abs(mean[t] / THEORY[t] - 1) for t in THEORY]))
         last = (mean, sem, ds)
+    print("mean relative gap at t = 3, 5, 10 for D = 125, 250, 500:", [round(float(g), 4) for g in gaps])
     assert gaps[-1] < gaps[0], gaps
     mean, sem, ds = last
     for t in THEORY:

@@ -44,8 +44,9 @@ def figures(theory: xr.Dataset | None = None, sim: xr.Dataset | None = None) -> 
 
 def sweep_figures(grid: xr.Dataset) -> dict:
     """Figures of a deep-linear sweep: losses; outlier trajectories against width (μP vs NTK); final test loss
-    against the learning rate for every width (learning-rate transfer). Twin points (``sim_`` variables, from
-    ``dmft sweep --kind both``) are drawn on top of the theory."""
+    against the learning rate for every width (learning-rate transfer; with ``solver.sharpness``, each width's
+    edge-of-stability learning rate from theory marked); sharpness against t for every width (edge of stability).
+    Twin points (``sim_`` variables, from ``dmft sweep --kind both``) are drawn on top of the theory."""
     from ...plot import lr_transfer_figure, outliers_vs_width_figure, sweep_loss_figure
 
     figs = {"sweep_losses": sweep_loss_figure(grid, "test_loss" if "test_loss" in grid else "sim_test_loss")}
@@ -54,7 +55,15 @@ def sweep_figures(grid: xr.Dataset) -> dict:
         figs["outliers_vs_width"] = outliers_vs_width_figure(grid)
     if "lr" in dims and "width_ratio" in dims:
         figs["lr_transfer"] = lr_transfer_figure(grid)
-    if "width_ratio" in dims and ("sharpness" in grid or "sim_kernel_top" in grid):  # edge of stability
+        if "eos_crossed" in grid:  # the sweep recorded the theory's sharpness: mark η_EoS of every width
+            from ._eos_figures import annotate_eos_lr, eos_learning_rates
+
+            eos = eos_learning_rates(grid)
+            if eos is not None:
+                annotate_eos_lr(figs["lr_transfer"], grid, eos)
+    kernel = "sharpness" if "sharpness" in grid else "sim_kernel_top" if "sim_kernel_top" in grid else None
+    if (kernel is not None and "width_ratio" in dims
+            and set(grid[kernel].dims) - {"t", "seed"} <= {"width_ratio", "parameterization"}):  # edge of stability
         from ._eos_figures import sharpness_width_figure
 
         figs["sharpness_width"] = sharpness_width_figure(grid)

@@ -11,7 +11,8 @@ r"""Sharpness from theory: the top of the stability kernel K̃(t) = γ0²N JJᵀ
   the theory's linear-stability picture there; see the README), flagged by ``eos_crossed``.
 * :func:`eos_lr`: the learning rate at which max_t η·sharpness(t; η) first reaches 2 (bracketed root in log η,
   the whole trajectory recomputed at each η); :func:`optimal_lr`: the learning rate that minimises the theory's
-  test loss at the last step (Adam on log η with gradients through the level-1 solver).
+  test loss at the last step (gradient descent on log η with a backtracking line search, exact gradients through
+  the level-1 solver).
 
 Cost: one determinant of size (4L+4)b per evaluation, b the power-of-two block ≥ t; about 80 evaluations per step
 (sign scan + Chandrupatla). See ``benchmarks/eos.py``. Full-batch GD only.
@@ -29,8 +30,8 @@ from jaxtyping import Array, Float
 from ..._jax import require_x64
 from ...config import Config
 from ._kernel_bulk import bulk_edge, bulk_scalars, lazy_edge, stieltjes
+from ._kernel_outliers import Level1, StepSpectrum, level1_from_solution, step_spectrum
 from ._problem_kernel_names import KERNEL_LONG_NAMES
-from ._kernel_outliers import Level1, level1_from_solution, step_spectrum
 
 __all__ = [
     "KernelSpectrum",
@@ -80,27 +81,45 @@ def _kappas(sol: Any, depth: int) -> Float[Array, "T L"]:
 
 
 def kernel_spectrum(
-    sol: Any, p: Any, depth: int, steps: Any = None, fresh: bool = False, k_max: int = 2, n_grid: int = 48
+    sol: Any, p: Any, depth: int, steps: Any = None, fresh: bool = False, k_max: int = 2, n_grid: int = 48,
+    stop_above: float | None = None,
 ) -> KernelSpectrum:
     """Bulk edge, outliers and sharpness of the training-input (or, with ``fresh``, fresh-input) kernel at
     ``steps`` (default: every step) of a level-1 solution ``sol`` of :func:`.theory.solve` (full-batch GD).
 
-    Steps are grouped by block size and each group is vmapped; float64 throughout.
+    Steps are grouped by block size (groups of later steps have larger blocks) and each group is vmapped;
+    float64 throughout. With ``stop_above`` (e.g. 2/η), groups after the first one whose sharpness reaches it are
+    not evaluated: their entries are NaN (``n_outliers`` 0, ``converged`` True).
     """
     require_x64("kernel_spectrum")
     T = int(_get(sol, "test_loss").shape[-1])
     steps = np.arange(T) if steps is None else np.asarray(steps, dtype=int)
     l1 = level1_from_solution(sol, p, depth)
     kappa = _kappas(sol, depth)
+    if steps.size == 0:
+        e = jnp.zeros((0,))
+        return KernelSpectrum(steps, e, jnp.zeros((0, k_max)), jnp.zeros(0, dtype=int), e, e,
+                              jnp.zeros(0, dtype=bool))
     sizes = np.array([_block(int(t), T) for t in steps])
     parts, order = [], []
+    stopped = False
     for b in np.unique(sizes):
         pick = np.flatnonzero(sizes == b)
-        ts = jnp.asarray(steps[pick])
-        parts.append(_group(l1, p, depth, int(b), ts, kappa[ts], fresh, k_max, n_grid))
         order.append(pick)
+        if stopped:
+            n = pick.size
+            nan = jnp.full((n,), jnp.nan)
+            parts.append(StepSpectrum(nan, jnp.full((n, k_max), jnp.nan), jnp.zeros(n, dtype=int), nan,
+                                      jnp.ones(n, dtype=bool)))
+            continue
+        ts = jnp.asarray(steps[pick])
+        part = _group(l1, p, depth, int(b), ts, kappa[ts], fresh, k_max, n_grid)
+        parts.append(part)
+        if stop_above is not None:
+            sharp = np.where(np.asarray(part.n_outliers) > 0, np.asarray(part.outliers[:, 0]), np.asarray(part.edge))
+            stopped = bool(np.any(sharp >= stop_above))
     inv = np.argsort(np.concatenate(order))
-    out = jax.tree.map(lambda *xs: jnp.concatenate(xs)[inv], *parts)
+    out = jax.tree.map(lambda *xs: jnp.concatenate([jnp.asarray(x) for x in xs])[inv], *parts)
     top = out.outliers[:, 0]
     sharp = jnp.where(out.n_outliers > 0, top, out.edge)
     return KernelSpectrum(steps, out.edge, out.outliers, out.n_outliers, sharp, out.logdet_min, out.converged)
@@ -154,41 +173,45 @@ def kernel_variables(sol: Any, p: Any, cfg: Config) -> dict[str, tuple[tuple[str
         steps = steps[steps < div]
     which = cfg.solver.kernel
     out: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
-    evaluated = np.zeros(T, dtype=bool)
-    evaluated[steps] = True
-    out["kernel_evaluated"] = (("t",), evaluated)
     lr = float(cfg.optim.lr)
 
-    def scatter(x: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def scatter(x: Any, shape: tuple[int, ...], at: np.ndarray) -> np.ndarray:
         full = np.full(shape, np.nan)
-        full[steps] = np.asarray(x)
+        full[at] = np.asarray(x)
         return full
 
     converged = True
     eos_step = -1
     if which in ("train", "both"):
-        ks = kernel_spectrum(sol, p, L, steps, fresh=False, k_max=k_max)
-        sharp = scatter(ks.sharpness, (T,))
+        # steps after the first block that reaches 2/η are not evaluated (they would be masked below)
+        ks = kernel_spectrum(sol, p, L, steps, fresh=False, k_max=k_max, stop_above=2 / lr)
+        at = ks.steps
+        sharp = scatter(ks.sharpness, (T,), at)
         ratio = lr * sharp / 2
         crossed = np.flatnonzero(ratio >= 1)
         eos_step = int(crossed[0]) if crossed.size else -1
+        if eos_step >= 0:
+            steps = steps[steps <= eos_step]
         after = np.arange(T) > eos_step if eos_step >= 0 else np.zeros(T, dtype=bool)
-        out["kernel_edge"] = (("t",), np.where(after, np.nan, scatter(ks.edge, (T,))))
-        out["kernel_outliers"] = (("t", "k_kernel"), np.where(after[:, None], np.nan, scatter(ks.outliers,
-                                                                                                (T, k_max))))
+        out["kernel_edge"] = (("t",), np.where(after, np.nan, scatter(ks.edge, (T,), at)))
+        out["kernel_outliers"] = (("t", "k_kernel"), np.where(after[:, None], np.nan,
+                                                              scatter(ks.outliers, (T, k_max), at)))
         out["sharpness"] = (("t",), np.where(after, np.nan, sharp))
         out["eos_ratio"] = (("t",), np.where(after, np.nan, ratio))
-        out["kernel_logdet_min"] = (("t",), scatter(ks.logdet_min, (T,)))
+        out["kernel_logdet_min"] = (("t",), np.where(after, np.nan, scatter(ks.logdet_min, (T,), at)))
         converged &= bool(np.all(np.asarray(ks.converged)))
     if which in ("fresh", "both"):
-        kf = kernel_spectrum(sol, p, L, steps, fresh=True, k_max=k_max)
+        kf = kernel_spectrum(sol, p, L, steps, fresh=True, k_max=k_max)  # up to eos_step only
         after = np.arange(T) > eos_step if eos_step >= 0 else np.zeros(T, dtype=bool)
-        out["sharpness_fresh"] = (("t",), np.where(after, np.nan, scatter(kf.sharpness, (T,))))
+        out["sharpness_fresh"] = (("t",), np.where(after, np.nan, scatter(kf.sharpness, (T,), steps)))
         out["kernel_outliers_fresh"] = (("t", "k_kernel"),
-                                        np.where(after[:, None], np.nan, scatter(kf.outliers, (T, k_max))))
+                                        np.where(after[:, None], np.nan, scatter(kf.outliers, (T, k_max), steps)))
         if "kernel_edge" not in out:
-            out["kernel_edge"] = (("t",), np.where(after, np.nan, scatter(kf.edge, (T,))))
+            out["kernel_edge"] = (("t",), np.where(after, np.nan, scatter(kf.edge, (T,), steps)))
         converged &= bool(np.all(np.asarray(kf.converged)))
+    evaluated = np.zeros(T, dtype=bool)
+    evaluated[steps] = True
+    out["kernel_evaluated"] = (("t",), evaluated)
     out["eos_step"] = ((), np.asarray(eos_step))
     out["eos_crossed"] = ((), np.asarray(eos_step >= 0))
     out["kernel_converged"] = ((), np.asarray(converged))
@@ -221,8 +244,9 @@ def _max_ratio(p: Any, depth: int, T: int, steps: np.ndarray, k_max: int) -> flo
     sol = solve(p, T, depth)
     if bool(np.asarray(_get(sol, "diverged"))):
         return float("inf")
-    ks = kernel_spectrum(sol, p, depth, steps, k_max=k_max)
-    return float(np.max(np.asarray(ks.sharpness)) * float(p.lr) / 2)
+    lr = float(p.lr)
+    ks = kernel_spectrum(sol, p, depth, steps, k_max=k_max, stop_above=2 / lr)  # stops once past the edge
+    return float(np.nanmax(np.asarray(ks.sharpness)) * lr / 2)
 
 
 def eos_lr(p: Any, depth: int, steps: int, lo: float, hi: float, every: int = 1, rtol: float = 1e-3,
@@ -248,12 +272,18 @@ def eos_lr(p: Any, depth: int, steps: int, lo: float, hi: float, every: int = 1,
     return lo, hi
 
 
-def optimal_lr(p: Any, depth: int, steps: int, lr0: float, iterations: int = 60, learning_rate: float = 0.1
-               ) -> tuple[float, float]:
-    """(η*, test loss at the last step) minimising the theory's final test loss over η, by Adam (optax) on
-    log η with exact gradients through the level-1 solver. Start from ``lr0`` (e.g. the best of a coarse grid)."""
-    import optax
+def optimal_lr(p: Any, depth: int, steps: int, lr0: float, iterations: int = 60, step0: float = 0.1,
+               xtol: float = 1e-5) -> tuple[float, float]:
+    """(η*, test loss at the last step) minimising the theory's final test loss over η: gradient descent on
+    x = log η with exact gradients through the level-1 solver and a backtracking (Armijo) line search. Start from
+    ``lr0`` (e.g. the best of a coarse grid); stops when a step in x is below ``xtol`` or after ``iterations``.
 
+    Near the optimum the loss is not smooth on the scale of a fixed step: it is lowest just below the learning
+    rate at which training turns unstable, where it rises steeply (lr_transfer.toml, μP, ν = 0.5: d log L/d log η
+    = −1.3 at η = 0.090, +0.3 at 0.0917, +19 at 0.095). A fixed-rate method (Adam: its step is about its rate,
+    whatever the gradient) overshoots into the steep side and stalls a few per cent short; the line search only
+    accepts steps that lower the loss (a diverged trial counts as higher), so the iterates descend monotonically
+    to the minimum next to the edge."""
     from .theory import solve
 
     require_x64("optimal_lr")
@@ -263,16 +293,26 @@ def optimal_lr(p: Any, depth: int, steps: int, lr0: float, iterations: int = 60,
         return jnp.log(_get(solve(q, steps, depth, check=False), "test_loss")[-1])
 
     vg = jax.jit(jax.value_and_grad(loss))
-    opt = optax.adam(learning_rate)
-    x = jnp.log(jnp.asarray(lr0, dtype=jnp.float64))
-    state = opt.init(x)
-    best = (float("inf"), float(lr0))
+    f = jax.jit(loss)
+    x = float(np.log(lr0))
+    val, grad = (float(v) for v in vg(jnp.asarray(x, dtype=jnp.float64)))
+    if not np.isfinite(val):
+        raise ValueError(f"optimal_lr: the start lr0 = {lr0} diverges")
+    scale = step0  # the trial step's length in x; doubles after an accepted step (up to step0), halves on rejection
     for _ in range(iterations):
-        val, grad = vg(x)
-        if not np.isfinite(float(val)):
-            x = x - 0.1  # stepped past divergence: back off
-            continue
-        best = min(best, (float(val), float(jnp.exp(x))))
-        upd, state = opt.update(grad, state)
-        x = optax.apply_updates(x, upd)
-    return best[1], float(np.exp(best[0]))
+        if grad == 0.0 or not np.isfinite(grad):
+            break
+        accepted = False
+        for _ in range(60):
+            trial = x - np.sign(grad) * scale
+            v = float(f(jnp.asarray(trial, dtype=jnp.float64)))
+            if np.isfinite(v) and v <= val - 1e-4 * abs(grad) * scale:
+                accepted = True
+                break
+            scale /= 2
+        if not accepted or scale < xtol:
+            break
+        x = trial
+        val, grad = (float(v) for v in vg(jnp.asarray(x, dtype=jnp.float64)))
+        scale = min(2 * scale, step0)
+    return float(np.exp(x)), float(np.exp(val))

@@ -5,7 +5,8 @@ The network is the deep linear network of conventions.md §3 (normalised matrice
 readout w), trained by full-batch GD in the exact rank-one form of deep_linear.md §1. At every step t it records
 
 * ``kernel_top``, ``kernel_second``: the two largest eigenvalues of K̃(t) on the training inputs;
-* ``kernel_top_fresh``: the largest eigenvalue of X′K̂(t)X′ᵀ/P on P fresh inputs X′ (a test-set kernel);
+* ``kernel_top_fresh`` (with ``solver.kernel = "fresh" | "both"``): the largest eigenvalue of X′K̂(t)X′ᵀ/P on P
+  fresh inputs X′ (a test-set kernel);
 * ``train_loss``, ``test_loss``.
 
 Matvec (O(LN² + ND + PD)): a = Xᵀv; e¹ = M⁰a, e^{ℓ+1} = M^ℓe^ℓ; k^L = e^L, k^ℓ = κ_{ℓ+1}e^ℓ + M^ℓᵀk^{ℓ+1};
@@ -45,6 +46,7 @@ class KernelTwinSpec(NamedTuple):
     samples: int
     steps: int
     lanczos: int = 48
+    fresh: bool = True  # also the fresh-input kernel (a second Lanczos run per step)
 
 
 class Hyper(NamedTuple):
@@ -64,7 +66,9 @@ class Net(NamedTuple):
     w: Array
 
 
-def spec_from_config(cfg: Config, dim: int | None = None) -> tuple[KernelTwinSpec, Hyper]:
+def spec_from_config(cfg: Config, dim: int | None = None, fresh: bool | None = None) -> tuple[KernelTwinSpec, Hyper]:
+    """Sizes and hyperparameters of one config; ``fresh`` (default: ``solver.kernel`` is "fresh" or "both")
+    adds the fresh-input kernel."""
     m, d, o = cfg.model, cfg.data, cfg.optim
     D = dim or cfg.simulate.dim
     N = max(1, round(m.width_ratio * D))
@@ -72,7 +76,8 @@ def spec_from_config(cfg: Config, dim: int | None = None) -> tuple[KernelTwinSpe
     g = effective_gamma0(m.gamma0, m.width_ratio, parameterization_code(m.parameterization))
     hyper = Hyper(*(jnp.asarray(x, dtype=jnp.float64) for x in (o.lr, g, m.sigma, m.sigma_readout, d.noise,
                                                                   d.teacher_variance)))
-    return KernelTwinSpec(D, N, m.depth, P, o.steps), hyper
+    fresh = cfg.solver.kernel != "train" if fresh is None else fresh
+    return KernelTwinSpec(D, N, m.depth, P, o.steps, fresh=bool(fresh)), hyper
 
 
 def init_net(key: PRNGKeyArray, spec: KernelTwinSpec, h: Hyper) -> Net:
@@ -115,7 +120,12 @@ def kernel_matvec(net: Net, x: Float[Array, "P D"], v: Float[Array, " P"], kappa
 
 def lanczos(matvec, v0: Float[Array, " n"], iterations: int) -> tuple[Array, Array]:  # noqa: ANN001
     """Ritz values (descending) and the top Ritz vector of a symmetric operator, by Lanczos with full
-    reorthogonalisation (``iterations`` products)."""
+    reorthogonalisation (``iterations`` products).
+
+    Breakdown: once the Krylov space is exhausted (``iterations`` above the rank of the operator plus one, e.g.
+    K̃ = XK̂Xᵀ/P has rank D < P), the residual is roundoff; continuing with it would add a direction whose couplings
+    to the earlier ones the tridiagonal matrix does not hold (spurious Ritz values). The iteration stops there
+    (later vectors zero), and the Ritz values are exact on the invariant subspace, padded with zeros."""
     n = v0.shape[0]
     m = iterations
     q0 = v0 / jnp.linalg.norm(v0)
@@ -124,16 +134,20 @@ def lanczos(matvec, v0: Float[Array, " n"], iterations: int) -> tuple[Array, Arr
         Q, al, be, q = s
         Q = Q.at[j].set(q)
         w = matvec(q)
+        scale = jnp.linalg.norm(w)
         a = q @ w
         w = w - Q.T @ (Q @ w)
         w = w - Q.T @ (Q @ w)
         b = jnp.linalg.norm(w)
-        return Q, al.at[j].set(a), be.at[j].set(b), w / jnp.maximum(b, 1e-300)
+        alive = b > 1e-10 * jnp.maximum(scale, jnp.max(jnp.abs(al)))
+        b = jnp.where(alive, b, 0.0)
+        return Q, al.at[j].set(a), be.at[j].set(b), jnp.where(alive, w / jnp.where(alive, b, 1.0), 0.0)
 
     Q, al, be, _ = jax.lax.fori_loop(0, m, body, (jnp.zeros((m, n)), jnp.zeros(m), jnp.zeros(m), q0))
     tri = jnp.diag(al) + jnp.diag(be[:-1], 1) + jnp.diag(be[:-1], -1)
-    vals, vecs = eigh(tri)
-    return vals[::-1], Q.T @ vecs[:, -1]
+    finite = jnp.all(jnp.isfinite(tri))  # a diverged network: never hand LAPACK a non-finite matrix
+    vals, vecs = eigh(jnp.where(finite, tri, 0.0))
+    return jnp.where(finite, vals[::-1], jnp.nan), jnp.where(finite, Q.T @ vecs[:, -1], v0)
 
 
 def gd_step(net: Net, x: Array, y: Array, h: Hyper) -> tuple[Net, Array]:
@@ -182,11 +196,12 @@ def trajectory(key: PRNGKeyArray, h: Hyper, spec: KernelTwinSpec) -> dict[str, A
         net, v_tr, v_fr = carry
         k1, k2 = jax.random.split(jax.random.fold_in(kl, t))
         vals, v_tr = top(net, x, v_tr, k1)
-        vals_f, v_fr = top(net, x_fresh, v_fr, k2)
         test = 0.5 * (jnp.sum((_beta(net, h) - beta_star) ** 2) / D + h.noise**2)
         new, train = gd_step(net, x, y, h)
-        rec = {"kernel_top": vals[0], "kernel_second": vals[1], "kernel_top_fresh": vals_f[0],
-               "train_loss": train, "test_loss": test}
+        rec = {"kernel_top": vals[0], "kernel_second": vals[1], "train_loss": train, "test_loss": test}
+        if spec.fresh:
+            vals_f, v_fr = top(net, x_fresh, v_fr, k2)
+            rec["kernel_top_fresh"] = vals_f[0]
         return (new, v_tr, v_fr), rec
 
     v = jnp.ones(P) / math.sqrt(P)
@@ -196,13 +211,14 @@ def trajectory(key: PRNGKeyArray, h: Hyper, spec: KernelTwinSpec) -> dict[str, A
 
 
 
-def simulate_kernel(cfg: Config, dim: int | None = None, seeds: int | None = None, seed: int | None = None
-                    ) -> xr.Dataset:
+def simulate_kernel(cfg: Config, dim: int | None = None, seeds: int | None = None, seed: int | None = None,
+                    fresh: bool | None = None) -> xr.Dataset:
     """Kernel eigenvalues of ``seeds`` networks (vmapped in chunks of 8) at dimension ``dim`` (defaults: the
-    config's ``simulate.*``); variables on (``seed``, ``t``)."""
+    config's ``simulate.*``); variables on (``seed``, ``t``). ``kernel_top_fresh`` when ``fresh`` (default:
+    ``solver.kernel`` is "fresh" or "both")."""
     if cfg.optim.batch_ratio is not None:
         raise ValueError("twin kernel: full-batch GD only (optim.batch_ratio is set)")
-    spec, h = spec_from_config(cfg, dim)
+    spec, h = spec_from_config(cfg, dim, fresh)
     n = seeds or cfg.simulate.seeds
     keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.simulate.seed if seed is None else seed), 13), n)
     run = jax.vmap(lambda k: trajectory(k, h, spec))
