@@ -20,7 +20,7 @@ MAX_SIZE = (16.0, 12.0)
 
 #: One shipped config per family (several where the figures differ), run at the family's smoke size.
 CASES = {
-    "deep_linear": ("deep_linear_mup", {"simulate.spectrum_every": 3}),
+    "deep_linear": ("deep_linear_mup", {"simulate.spectrum_every": 3, "simulate.dim": 96, "simulate.seeds": 2}),
     "mean_field": ("mean_field", {"solver.max_outliers": 2, "simulate.spectrum_every": 2}),
     "diagonal_linear": ("diagonal_linear", {"simulate.snapshots": [0, 7], "solver.replicas": 2}),
     "sgd_sde_noise": ("sgd_sde_noise", {"solver.ensemble": 4, "simulate.seeds": 4}),
