@@ -757,6 +757,13 @@ CLAIMS: tuple[Claim, ...] = (
           "Incremental learning at small init: plateaus whose length scales as log(1/a).",
           "diag_plateaus", "plateaus", _diag_plateaus,
           shows="DMFT losses against τ/log(1/a), with the a → 0 search-phase limit (dashed)"),
+    Claim("convergence_rates", "2510.01930",
+          "Convergence rates: near the long-time fixed point the loss decays at the lower edge λ_min of the spectrum "
+          "of X diag(m)Xᵀ/P (with the t^{−3/2} factor of a square-root edge); large init is faster.",
+          status="not reproduced",
+          why="checked against the solved DMFT in tests/test_claims_sgd_diag.py (fitted rate −0.1…+6 % from "
+              "`late_time_rate` at S = 2000) and drawn by the init-scale sweep's `late_rate_vs_init`, but the gallery "
+              "has no job with a measured caption for it yet (the quick horizon does not reach the late phase)"),
     # 2507.12709 -------------------------------------------------------------------------------------------------
     Claim("stationary_laguerre", "2507.12709",
           "Under weight decay the singular values of SGD relax to a stationary law with level repulsion (the "
