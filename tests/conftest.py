@@ -72,3 +72,21 @@ def tiny_sweep_toml():
         return _TINY_DEEP_LINEAR + sweep.strip() + "\n"
 
     return make
+
+
+@pytest.fixture
+def interrupt_after():
+    """``interrupt_after(n)``: an ``on_point`` callback for ``dmft.sweep`` that raises KeyboardInterrupt (a user's
+    Ctrl-C) when the n-th finished point is reported."""
+
+    def make(n: int):
+        seen = []
+
+        def on_point(coords, ds):
+            seen.append(coords)
+            if len(seen) == n:
+                raise KeyboardInterrupt
+
+        return on_point
+
+    return make

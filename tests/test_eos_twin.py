@@ -67,14 +67,19 @@ def test_gd_step_is_autodiff_gd(key: jax.Array) -> None:
     np.testing.assert_allclose(new.w, raw["w"] - step * grads["w"], atol=1e-12)
 
 
+def _dense_kernel(key: jax.Array, D: int, N: int, L: int, P: int) -> tuple:
+    """A twin network, its inputs, its dense K̃ (built column by column from the matvec) and K̃'s eigenvalues in
+    descending order."""
+    net = init_net(key, KernelTwinSpec(D, N, L, P, 2), _hyper())
+    x = jax.random.normal(jax.random.fold_in(key, 1), (P, D))
+    K = jax.vmap(lambda v: kernel_matvec(net, x, v))(jnp.eye(P)).T
+    return net, x, K, np.sort(np.linalg.eigvalsh(np.asarray(0.5 * (K + K.T))))[::-1]
+
+
 def test_lanczos_against_dense_eigenvalues(key: jax.Array) -> None:
     """Top two Ritz values of 48 Lanczos steps equal the two largest eigenvalues of the dense K̃ (P = 80)."""
     D, N, P, L = 40, 60, 80, 2
-    h = _hyper()
-    net = init_net(key, KernelTwinSpec(D, N, L, P, 2), h)
-    x = jax.random.normal(jax.random.fold_in(key, 1), (P, D))
-    K = jax.vmap(lambda v: kernel_matvec(net, x, v))(jnp.eye(P)).T
-    dense = np.sort(np.linalg.eigvalsh(np.asarray(0.5 * (K + K.T))))[::-1]
+    net, x, K, dense = _dense_kernel(key, D, N, L, P)
     vals, vec = lanczos(lambda v: kernel_matvec(net, x, v), jax.random.normal(key, (P,)), 48)
     np.testing.assert_allclose(np.asarray(vals[:2]), dense[:2], rtol=1e-9)
     np.testing.assert_allclose(float(jnp.abs(vec @ (K @ vec))), dense[0], rtol=1e-9)
@@ -84,11 +89,7 @@ def test_lanczos_past_the_rank_of_the_kernel(key: jax.Array) -> None:
     """K̃ = XK̂Xᵀ/P has rank D < P: with more Lanczos steps than D + 1 the Krylov space is exhausted, and the
     Ritz values must still be the dense top eigenvalues (at D = 32, 48 steps once gave λ_max ≈ 11 for 3.2)."""
     D, N, P, L = 24, 12, 48, 2
-    h = _hyper()
-    net = init_net(key, KernelTwinSpec(D, N, L, P, 2), h)
-    x = jax.random.normal(jax.random.fold_in(key, 1), (P, D))
-    K = jax.vmap(lambda v: kernel_matvec(net, x, v))(jnp.eye(P)).T
-    dense = np.sort(np.linalg.eigvalsh(np.asarray(0.5 * (K + K.T))))[::-1]
+    net, x, K, dense = _dense_kernel(key, D, N, L, P)
     for v0 in (jnp.ones(P), jax.random.normal(key, (P,))):
         vals, vec = lanczos(lambda v: kernel_matvec(net, x, v), v0, 48)
         np.testing.assert_allclose(np.asarray(vals[:3]), dense[:3], rtol=1e-9)

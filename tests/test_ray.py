@@ -90,16 +90,9 @@ def test_ray_sweep_survives_a_killed_worker_and_equals_the_local_sweep(cluster, 
     assert len(list((tmp_path / "points").glob("*.nc"))) == 12
 
 
-def test_interrupted_ray_sweep_resumes_without_recomputing(cluster, cfg, local, tmp_path):
-    seen = []
-
-    def stop_after_three(coords, ds):
-        seen.append(coords)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
+def test_interrupted_ray_sweep_resumes_without_recomputing(cluster, cfg, local, tmp_path, interrupt_after):
     with pytest.raises(KeyboardInterrupt):
-        dmft.sweep(cfg, out_dir=tmp_path, executor="ray", batch_size=B, progress=False, on_point=stop_after_three)
+        dmft.sweep(cfg, out_dir=tmp_path, executor="ray", batch_size=B, progress=False, on_point=interrupt_after(3))
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "points").glob("*.nc")}
     assert len(before) >= 3
     grid = dmft.sweep(cfg, out_dir=tmp_path, executor="ray", batch_size=B, progress=False)

@@ -173,20 +173,13 @@ def test_saved_results_honour_the_umask(tmp_path, umask, mode):
     assert not list(tmp_path.glob(".*part"))  # no temporary file left behind
 
 
-def test_a_resumed_sweep_equals_one_run_in_one_go_when_a_lone_point_remains(tiny, tmp_path):
+def test_a_resumed_sweep_equals_one_run_in_one_go_when_a_lone_point_remains(tiny, tmp_path, interrupt_after):
     """Interrupted after 3 of 6 points (batches of 2), the resumed sweep computes the 3 left as 2 + 1: the lone point
     must run the batched program too, or its bits differ from the uninterrupted sweep's (the Ray resume test failed
     about one run in three for this reason)."""
     whole = dmft.sweep(tiny, progress=False, batch_size=2)
-    seen = []
-
-    def stop_after_three(coords, ds):
-        seen.append(coords)
-        if len(seen) == 3:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        dmft.sweep(tiny, out_dir=tmp_path, progress=False, batch_size=2, on_point=stop_after_three)
+        dmft.sweep(tiny, out_dir=tmp_path, progress=False, batch_size=2, on_point=interrupt_after(3))
     assert len(list((tmp_path / "points").glob("*.nc"))) == 3
     resumed = dmft.sweep(tiny, out_dir=tmp_path, progress=False, batch_size=2)
     assert resumed.equals(whole)
