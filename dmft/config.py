@@ -221,7 +221,8 @@ class SolverConfig:
     )
     sharpness: bool = _key(
         False, "bool", "deep_linear: sharpness from theory — bulk edge and outliers of the stability kernel "
-        "K̃ = γ0²N JJᵀ/P at the steps of solver.outlier_every (theory), Lanczos λ_max at every step (twin)",
+        "K̃ = γ0²N JJᵀ/P at the steps of solver.outlier_every (theory), Lanczos λ_max at every step (twin); "
+        "mean_field: λ_max(K(t)/P) of the tangent kernel at every step (theory and twin)",
     )
     kernel: str = _key(
         "train", "str", "deep_linear sharpness: kernel on the training inputs (the stability criterion), on fresh "

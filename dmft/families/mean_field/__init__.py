@@ -43,6 +43,7 @@ FAMILY = Family(
         "simulate.width", "simulate.spectrum_every",
         "solver.tol", "solver.outliers", "solver.max_outliers", "solver.samples", "solver.seed", "solver.response",
         "solver.engine", "solver.output", "solver.response_damping", "solver.iterations", "solver.damping",
+        "solver.sharpness",
     ),
     parameterizations=("mup", "ntk"),
     solve=lambda cfg: _theory().solve_config(cfg),
@@ -64,6 +65,10 @@ FAMILY = Family(
         "outlier_sv": "outlier singular values of M^layer = W^layer/√N (NaN: no outlier or step not evaluated)",
         "top_sv": "largest singular values of W^layer/√N (twin; bulk edge 2σ)",
         "twin_width": "hidden width N of the twin",
+        "sharpness": "λ_max of the stability kernel K̃ = K(t)/P = γ0²N JJᵀ/P on the training points",
+        "eos_ratio": "edge-of-stability ratio η·sharpness/2 (linear instability at 1)",
+        "eos_step": "first step with η·sharpness ≥ 2 (-1: none); later sharpness values are NaN",
+        "eos_crossed": "the theory's sharpness reached 2/η",
     },
 )
 

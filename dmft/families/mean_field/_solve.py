@@ -9,6 +9,10 @@
 * Test loss. With Q = ``data.test_points`` > 0: ½ mean over the test points. With Q = 0, linear φ and a synthetic
   teacher: the exact population loss (:func:`.problem.population_test_loss`). Otherwise (nonlinear φ or data from
   a file, Q = 0) there is no test loss and the variable is omitted.
+* Sharpness (``solver.sharpness``): λ_max(K(t)/P) of the level-1 tangent kernel on the training points
+  (:func:`.problem.stability_sharpness`, spectra.md §10), ``eos_ratio`` = η·sharpness/2, ``eos_step`` and
+  ``eos_crossed``; values after ``eos_step`` are NaN (:func:`eos_variables`). The tangent update it linearizes is
+  only first-order exact in η per step. Full-batch GD only: one-pass SGD has no DMFT route in the notes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jaxtyping import Float
 
 from ...config import Config, ConfigError
 from ...results import mask_after, status_variables
@@ -36,9 +41,10 @@ from .problem import (
     population_points,
     population_test_loss,
     spectrum_steps,
+    stability_sharpness,
 )
 
-__all__ = ["solve_config", "theory_dataset", "solve_arrays", "Engine", "ENGINES", "engine_of"]
+__all__ = ["solve_config", "theory_dataset", "solve_arrays", "Engine", "ENGINES", "engine_of", "eos_variables"]
 
 _MAX_KERNEL_GB = 8.0
 
@@ -193,6 +199,10 @@ def theory_dataset(sol: MeanFieldSolution, level2: dict, cfg: Config, data: Mean
     ds.attrs.update(n_train=P, n_test=Q, gamma0_effective=gamma0_of(cfg), engine=engine, output=cfg.solver.output)
     if level2:
         _add_level2(ds, level2, cfg)
+    if cfg.solver.sharpness:
+        ds = ds.assign(eos_variables(stability_sharpness(ntk, P), cfg.optim.lr))
+        ds["sharpness"].attrs["note"] = (f"λ_max(K(t)/P), training points; 2/η = {2 / cfg.optim.lr:.6g}; NaN after "
+                                         "eos_step (the theory is not a description past the first crossing of 2/η)")
     if bool(sol.diverged) and engine == "monte_carlo" and not bool(sol.converged):
         warnings.warn(
             f"mean_field Monte Carlo DMFT did not converge in solver.iterations = {cfg.solver.iterations} (residual "
@@ -207,6 +217,18 @@ def theory_dataset(sol: MeanFieldSolution, level2: dict, cfg: Config, data: Mean
         warnings.warn(f"mean_field DMFT did not converge (residual {float(sol.residual):.3g} > solver.tol = "
                       f"{cfg.solver.tol}): see 'residual'", RuntimeWarning, stacklevel=3)
     return ds
+
+
+def eos_variables(sharpness: Float[np.ndarray, " T"], lr: float) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """``sharpness``, ``eos_ratio`` = η·sharpness/2, ``eos_step`` (first t with eos_ratio ≥ 1, −1 if none) and
+    ``eos_crossed``, with sharpness and eos_ratio NaN at every t > eos_step (the deep_linear convention)."""
+    s = np.asarray(sharpness, dtype=float)
+    ratio = lr * s / 2
+    crossed = np.flatnonzero(ratio >= 1)
+    k = int(crossed[0]) if crossed.size else -1
+    after = (np.arange(s.shape[0]) > k) & (k >= 0)
+    return {"sharpness": (("t",), np.where(after, np.nan, s)), "eos_ratio": (("t",), np.where(after, np.nan, ratio)),
+            "eos_step": ((), np.asarray(k)), "eos_crossed": ((), np.asarray(k >= 0))}
 
 
 def _add_level2(ds: xr.Dataset, lv: dict, cfg: Config) -> None:

@@ -10,7 +10,8 @@
   with the twin's width N), :func:`spectrum_steps` (the steps at which level 2 / the twin's top singular values are
   recorded: :func:`dmft.results.record_steps` every ``simulate.spectrum_every`` steps, last step included).
 * **Observables defined on outputs**: the population test loss of a linear student on a synthetic teacher
-  (:func:`population_points`, :func:`population_test_loss`) and the kernel alignment (:func:`kernel_alignment`).
+  (:func:`population_points`, :func:`population_test_loss`), the kernel alignment (:func:`kernel_alignment`) and
+  the sharpness λ_max(K(t)/P) on the training points (:func:`stability_sharpness`).
   With Q = ``data.test_points`` = 0, linear φ and a synthetic teacher the population loss ½E(f(x) − y)² over a
   fresh pair is exact because f(x) = v(t)·x/√D is linear in x; v is read off the outputs at the auxiliary inputs
   √D e_a (a = 1..D), which do not drive learning, and
@@ -38,7 +39,7 @@ from ...scaling import effective_gamma0
 __all__ = [
     "ACTIVATIONS", "activation", "MeanFieldData", "make_dataset", "synthetic_dataset", "load_npz", "input_gram",
     "gamma0_of", "spectrum_steps", "PopulationPoints", "population_points", "population_test_loss",
-    "MAX_POPULATION_DIM", "kernel_alignment", "common_coords",
+    "MAX_POPULATION_DIM", "kernel_alignment", "stability_sharpness", "common_coords",
 ]
 
 MAX_POPULATION_DIM = 512  # largest D for which the population test loss is computed (D auxiliary points)
@@ -219,6 +220,18 @@ def kernel_alignment(k: np.ndarray, y: np.ndarray) -> np.ndarray:
     """A(t) = yᵀK(t)y / (‖K(t)‖_F |y|²) on the training points (1 when K ∝ yyᵀ)."""
     num = np.einsum("...mn,m,n->...", k, y, y)
     return num / (np.linalg.norm(k, axis=(-2, -1)) * (y @ y))
+
+
+def stability_sharpness(k: Float[np.ndarray, "... M M"], n_train: int) -> Float[np.ndarray, " ..."]:
+    """Sharpness λ_max(K̃) of the stability kernel K̃ = K[:P, :P]/P (the first P points are the training points).
+
+    The output update f(t+1) = f(t) + (η/P)K(t)Δ(t) is linearly stable while η·λ_max(K̃(t)) < 2 (spectra.md §10;
+    K = γ0²N JJᵀ, so this is the Gauss–Newton sharpness). NaN where K has a non-finite entry (masked steps).
+    """
+    kt = np.asarray(k, dtype=float)[..., :n_train, :n_train] / n_train
+    ok = np.all(np.isfinite(kt), axis=(-2, -1))
+    kt = np.where(ok[..., None, None], 0.5 * (kt + np.swapaxes(kt, -1, -2)), 0.0)
+    return np.where(ok, np.linalg.eigvalsh(kt)[..., -1], np.nan)
 
 
 def common_coords(cfg: Config, data: MeanFieldData) -> dict:

@@ -12,13 +12,14 @@ g^ℓ = φ′(h^ℓ)⊙W^{ℓT}g^{ℓ+1}/√N), which are also what the tangent 
 checks the update against ``jax.grad``. Recorded at every step t (state θ(t)): the outputs f on all M = P + Q
 points, the training loss, the equal-time kernels Φ^ℓ(t,t) = φ(h^ℓ)ᵀφ(h^ℓ)/N (ℓ = 1..L, all M points) and the
 tangent kernel K_{μν} = Σ_{ℓ=0}^{L} (g^{ℓ+1}_μ·g^{ℓ+1}_ν/N) Φ^ℓ_{μν} (g^{L+1} ≡ 1, Φ^0 = K^x), which equals
-γ0²N Σ_θ ∂f_μ/∂θ ∂f_ν/∂θ. At the steps :func:`dmft.results.record_steps` (every ``simulate.spectrum_every``
-steps and the last one): the ``k`` largest singular values of each
-hidden matrix W^ℓ/√N (ℓ = 1..L−1), by block subspace iteration on MᵀM (block k + 4, :data:`SUBSPACE_ITERS`
-iterations warm-started from the previous record's subspace, then a Rayleigh–Ritz step). Orthonormalisation is
-Cholesky QR and the Ritz values come from ``eigvalsh``, both from :mod:`solvers.linalg`: batched CPU LAPACK calls
-(``jnp.linalg.qr``/``svd`` under this vmap) hung XLA:CPU (jax 0.10.1; N = 1024 with 4 seeds, no CPU use, never
-returning), the thread-pool deadlock described in solvers/linalg.py.
+γ0²N Σ_θ ∂f_μ/∂θ ∂f_ν/∂θ; with ``solver.sharpness`` also ``sharpness`` = λ_max(K[:P, :P]/P) per seed and
+step. At the steps :func:`dmft.results.record_steps` (every ``simulate.spectrum_every`` steps and the last one):
+the ``k`` largest singular values of each hidden matrix W^ℓ/√N (ℓ = 1..L−1), by block subspace iteration on MᵀM
+(block k + 4, :data:`SUBSPACE_ITERS` iterations warm-started from the previous record's subspace, then a
+Rayleigh–Ritz step). Orthonormalisation is Cholesky QR and the Ritz values come from ``eigvalsh``, both from
+:mod:`solvers.linalg`: batched CPU LAPACK calls (``jnp.linalg.qr``/``svd`` under this vmap) hung XLA:CPU
+(jax 0.10.1; N = 1024 with 4 seeds, no CPU use, never returning), the thread-pool deadlock described in
+solvers/linalg.py.
 
 **Divergence** (:mod:`dmft.results`): per seed, the first step whose train loss is not finite or exceeds
 ``solver.divergence_threshold`` × its initial value; every recorded value after it is NaN, a warning says how many
@@ -57,6 +58,7 @@ from .problem import (
     make_dataset,
     population_points,
     population_test_loss,
+    stability_sharpness,
 )
 from .problem import activation as _activation
 
@@ -339,6 +341,9 @@ def twin_dataset(res: dict, cfg: Config, data: MeanFieldData, g0: float, aux: Po
         ds.coords["k"] = np.arange(res["top_sv"].shape[-1])
         ds["top_sv"] = (("seed", "t_spec", "layer", "k"), masked(res["top_sv"], steps=res["t_sv"]))
         ds["bulk_edge"] = ("layer", np.full(cfg.model.depth - 1, 2 * cfg.model.sigma))
+    if cfg.solver.sharpness:  # λ_max(K(t)/P) of each network's own tangent kernel, every step
+        ds["sharpness"] = (("seed", "t"), stability_sharpness(ntk, P))
+        ds["sharpness"].attrs["note"] = f"GD is linearly stable while lr·sharpness < 2 (2/lr = {2 / cfg.optim.lr:.4g})"
     ds.attrs.update(width=cfg.simulate.width, n_train=P, n_test=Q, gamma0_effective=g0)
     if diverged.any():
         warnings.warn(f"mean_field twin diverged for {int(diverged.sum())} of {diverged.size} seeds (first at step "
