@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import jax
 
-__all__ = ["float64", "require_x64", "check_jax_version"]
+__all__ = ["float64", "require_x64", "check_jax_version", "memory_map_use", "release_programs_near_map_limit"]
 
 # jax/jaxlib 0.10.2 silently miscompile a vmapped mat-vec followed by a reduction on CPU (jax-ml/jax#39103).
 _BAD_JAX = {"0.10.2"}
@@ -29,6 +29,38 @@ def check_jax_version() -> None:
             f"jax/jaxlib {', '.join(sorted(bad))} returns wrong results on CPU (jax-ml/jax#39103); "
             "install jax>=0.10.1,!=0.10.2"
         )
+
+
+def memory_map_use() -> tuple[int, int] | None:
+    """(memory mappings this process holds, the kernel's cap ``vm.max_map_count``); None off Linux."""
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            used = fh.read().count(b"\n")
+        with open("/proc/sys/vm/max_map_count") as fh:
+            cap = int(fh.read())
+    except (OSError, ValueError):
+        return None
+    return used, cap
+
+
+def release_programs_near_map_limit(fraction: float = 0.5) -> bool:
+    """Drop JAX's compiled programs (``jax.clear_caches()``) when this process holds more than ``fraction`` of the
+    memory mappings Linux allows it; returns whether it did.
+
+    Every program XLA:CPU compiles keeps its JIT-compiled code in its own mappings for as long as JAX caches the
+    program: 3 for a tiny program, 800–2000 for one deep-linear solve (measured, jaxlib 0.10.1). Past the cap
+    (``vm.max_map_count``, 65530 by default) the next mapping fails and jaxlib crashes the process (a segfault or
+    abort, seen here while writing the persistent compilation cache after ~65 000 mappings of one long test
+    session). Programs dropped here recompile, or reload from the persistent cache, when next called.
+    """
+    use = memory_map_use()
+    if use is None or use[0] <= fraction * use[1]:
+        return False
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+    return True
 
 
 _lock = threading.Lock()
@@ -52,6 +84,9 @@ def float64() -> Iterator[None]:
     duration (threadpoolctl), then restored: jaxlib's CPU LAPACK kernels run many small factorizations (level-2 and
     kernel root finding, twin spectra), and OpenBLAS threads competing with XLA's own pool made them 100–700× slower
     on a 2-core machine (a 192×192 slogdet: 0.27 s against 0.4 ms).
+
+    On the outermost entry, compiled programs are dropped if the process is near Linux's cap on memory mappings
+    (:func:`release_programs_near_map_limit`).
     """
     import os
 
@@ -64,6 +99,7 @@ def float64() -> Iterator[None]:
         global _depth, _previous
         with _lock:
             if _depth == 0:
+                release_programs_near_map_limit()  # no solve is running here: safe to drop compiled programs
                 _previous = bool(jax.config.jax_enable_x64)
                 jax.config.update("jax_enable_x64", True)
             _depth += 1

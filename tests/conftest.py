@@ -10,6 +10,8 @@ os.environ.setdefault(
     "DMFT_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache",
                                    "dmft-jax")
 )
+# Test workers run side by side (pytest -n 2): on a GPU each would otherwise take 75 % of its memory up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # spurious cache-load errors of jaxlib 0.10.1 (see dmft/cli.py)
 
 import jax  # noqa: E402
@@ -33,6 +35,19 @@ def repo_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Drop JAX's compiled programs after each test file. Each one keeps its JIT-compiled code in memory mappings
+    (800–2000 for one deep-linear solve), and one session of this suite reached Linux's cap of 65 530 mappings
+    (``vm.max_map_count``) and crashed in jaxlib (dmft._jax.release_programs_near_map_limit). Programs shared by
+    several files reload from the persistent cache."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

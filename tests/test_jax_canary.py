@@ -27,3 +27,26 @@ def test_installed_jax_is_not_the_bad_release():
     import jaxlib
 
     assert jax.__version__ != "0.10.2" and jaxlib.__version__ != "0.10.2"
+
+
+def test_compiled_programs_are_dropped_near_the_memory_map_cap(monkeypatch):
+    """Linux caps a process's memory mappings (vm.max_map_count); XLA:CPU keeps each cached program's code in its
+    own mappings, and past the cap jaxlib crashed a long test session. The solvers' float64 entry drops compiled
+    programs once the process holds more than half the cap, and only then."""
+    from dmft import _jax
+
+    use = _jax.memory_map_use()
+    if use is None:
+        pytest.skip("no /proc (not Linux)")
+    f = jax.jit(lambda x: jnp.sin(x) * 3.0)
+    f(jnp.ones(5))
+    assert f._cache_size() == 1
+    assert not _jax.release_programs_near_map_limit()  # this process is far below the cap
+    with _jax.float64():
+        pass
+    assert f._cache_size() == 1
+    monkeypatch.setattr(_jax, "memory_map_use", lambda: (use[0], use[0]))  # as if at the cap
+    with _jax.float64():
+        pass
+    assert f._cache_size() == 0
+    assert float(f(jnp.ones(5))[0]) == pytest.approx(3 * np.sin(1.0))  # recompiles on demand
