@@ -24,6 +24,7 @@ __all__ = [
     "NOT_DIVERGED",
     "divergence",
     "mask_after",
+    "eos_variables",
     "status_variables",
     "status_text",
     "record_steps",
@@ -70,6 +71,19 @@ def mask_after(values: Any, divergence_step: Any, t: Any, t_axis: int = -1) -> n
     after = np.broadcast_to(after, v.shape) if after.shape != v.shape else after
     v = np.where(after, np.nan, v)
     return np.moveaxis(v, -1, t_axis)
+
+
+def eos_variables(sharpness: Any, lr: float) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """The edge-of-stability variables of a theory's sharpness(t) (dim ``t``, NaN at steps not evaluated):
+    ``sharpness``, ``eos_ratio`` = η·sharpness/2, ``eos_step`` (first t with eos_ratio ≥ 1, −1 if none) and
+    ``eos_crossed``; sharpness and eos_ratio are NaN at every t > eos_step (no number past the crossing of 2/η)."""
+    s = np.asarray(sharpness, dtype=float)
+    ratio = lr * s / 2
+    crossed = np.flatnonzero(ratio >= 1)
+    k = int(crossed[0]) if crossed.size else NOT_DIVERGED
+    t = np.arange(s.shape[0])
+    return {"sharpness": (("t",), mask_after(s, k, t)), "eos_ratio": (("t",), mask_after(ratio, k, t)),
+            "eos_step": ((), np.asarray(k)), "eos_crossed": ((), np.asarray(k >= 0))}
 
 
 def status_variables(
@@ -155,6 +169,9 @@ LONG_NAMES: dict[str, str | tuple[str, str]] = {
     "gram_consistency": "ΦᵀZ = (GᵀY)ᵀ identity error of the level-2 Grams",
     "outliers_converged": "level-2 root finder converged",
     "sharpness": "λ_max of the tangent kernel",
+    "eos_ratio": "edge-of-stability ratio η·sharpness/2 (linear instability at 1)",
+    "eos_step": "first step with η·sharpness ≥ 2 (-1: none); later sharpness and kernel values are NaN",
+    "eos_crossed": "the theory's sharpness reached 2/η",
     "top_sv": "largest singular values of the weight matrix (twin)",
     "mc_error": "Monte Carlo error estimate",
 }

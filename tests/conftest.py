@@ -38,16 +38,16 @@ def repo_root():
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _drop_compiled_programs():
-    """Drop JAX's compiled programs after each test file. Each one keeps its JIT-compiled code in memory mappings
-    (800–2000 for one deep-linear solve), and one session of this suite reached Linux's cap of 65 530 mappings
-    (``vm.max_map_count``) and crashed in jaxlib (dmft._jax.release_programs_near_map_limit). Programs shared by
-    several files reload from the persistent cache."""
+def _drop_compiled_programs_near_the_map_cap():
+    """After each test file, drop JAX's compiled programs if the process holds more than half of Linux's cap on
+    memory mappings (the library's own guard, dmft._jax.release_programs_near_map_limit; the solvers' entry point
+    runs it too, but many tests call the array-level solvers directly). Each program keeps its JIT-compiled code in
+    mappings (800–2000 for one deep-linear solve); one session of this suite reached the cap of 65 530 and crashed
+    in jaxlib."""
     yield
-    import gc
+    from dmft._jax import release_programs_near_map_limit
 
-    jax.clear_caches()
-    gc.collect()
+    release_programs_near_map_limit()
 
 
 @pytest.fixture(autouse=True)

@@ -33,6 +33,7 @@ import dmft
 from dmft.families.mean_field import solve_config
 from dmft.families.mean_field import twin as smf
 from dmft.families.mean_field.problem import input_gram, make_dataset, synthetic_dataset
+from dmft.results import LONG_NAMES
 
 # depth 2, linear φ, μP, γ0 = 1, η = 0.5, T = 12: the theory's sharpness grows 0.480 → 3.142 (× 6.5), η·sharpness/2
 # reaches 0.785 (no crossing of 2/η).
@@ -137,8 +138,9 @@ def test_config_route_names_and_opt_in(cfg):
 
     small = cfg.replace({"optim.steps": 4, "simulate.width": 64, "simulate.seeds": 2})
     th, sim = dmft.solve(small), dmft.simulate(small)
+    names = {**LONG_NAMES, **FAMILY.long_names}  # eos_* are shared with deep_linear (dmft.results)
     for name in ("sharpness", "eos_ratio", "eos_step", "eos_crossed"):
-        assert th[name].attrs["long_name"] == FAMILY.long_names[name], name
+        assert th[name].attrs["long_name"] == names[name], name
     assert sim.sharpness.dims == ("seed", "t") and "K(t)/P" in sim.sharpness.attrs["long_name"]
     assert "solver.sharpness" in FAMILY.keys
     off = small.replace({"solver.sharpness": False})

@@ -29,6 +29,7 @@ from jaxtyping import Array, Float
 
 from ..._jax import require_x64
 from ...config import Config
+from ...results import LONG_NAMES, eos_variables
 from ._kernel_bulk import bulk_edge, bulk_scalars, lazy_edge, stieltjes
 from ._kernel_outliers import Level1, StepSpectrum, level1_from_solution, step_spectrum
 from ._problem_kernel_names import KERNEL_LONG_NAMES
@@ -186,18 +187,14 @@ def kernel_variables(sol: Any, p: Any, cfg: Config) -> dict[str, tuple[tuple[str
         # steps after the first block that reaches 2/η are not evaluated (they would be masked below)
         ks = kernel_spectrum(sol, p, L, steps, fresh=False, k_max=k_max, stop_above=2 / lr)
         at = ks.steps
-        sharp = scatter(ks.sharpness, (T,), at)
-        ratio = lr * sharp / 2
-        crossed = np.flatnonzero(ratio >= 1)
-        eos_step = int(crossed[0]) if crossed.size else -1
+        out.update(eos_variables(scatter(ks.sharpness, (T,), at), lr))
+        eos_step = int(out["eos_step"][1])
         if eos_step >= 0:
             steps = steps[steps <= eos_step]
         after = np.arange(T) > eos_step if eos_step >= 0 else np.zeros(T, dtype=bool)
         out["kernel_edge"] = (("t",), np.where(after, np.nan, scatter(ks.edge, (T,), at)))
         out["kernel_outliers"] = (("t", "k_kernel"), np.where(after[:, None], np.nan,
                                                               scatter(ks.outliers, (T, k_max), at)))
-        out["sharpness"] = (("t",), np.where(after, np.nan, sharp))
-        out["eos_ratio"] = (("t",), np.where(after, np.nan, ratio))
         out["kernel_logdet_min"] = (("t",), np.where(after, np.nan, scatter(ks.logdet_min, (T,), at)))
         converged &= bool(np.all(np.asarray(ks.converged)))
     if which in ("fresh", "both"):
@@ -212,7 +209,7 @@ def kernel_variables(sol: Any, p: Any, cfg: Config) -> dict[str, tuple[tuple[str
     evaluated = np.zeros(T, dtype=bool)
     evaluated[steps] = True
     out["kernel_evaluated"] = (("t",), evaluated)
-    out["eos_step"] = ((), np.asarray(eos_step))
+    out["eos_step"] = ((), np.asarray(eos_step))  # also when only the fresh-input kernel was asked for
     out["eos_crossed"] = ((), np.asarray(eos_step >= 0))
     out["kernel_converged"] = ((), np.asarray(converged))
     return out
@@ -222,7 +219,8 @@ def add_kernel(ds: Any, sol: Any, p: Any, cfg: Config) -> Any:
     """``ds`` with the kernel variables (:func:`kernel_variables`) and their long names; notes on masking."""
     ds = ds.assign(kernel_variables(sol, p, cfg))
     ds = ds.assign_coords(k_kernel=np.arange(ds.sizes["k_kernel"]))
-    for name, entry in KERNEL_LONG_NAMES.items():
+    eos_names = {k: LONG_NAMES[k] for k in ("eos_ratio", "eos_step", "eos_crossed")}  # shared with mean_field
+    for name, entry in {**eos_names, **KERNEL_LONG_NAMES}.items():
         if name in ds.variables:
             ds[name].attrs["long_name"] = entry if isinstance(entry, str) else entry[0]
     if "sharpness" in ds:

@@ -66,9 +66,6 @@ FAMILY = Family(
         "top_sv": "largest singular values of W^layer/√N (twin; bulk edge 2σ)",
         "twin_width": "hidden width N of the twin",
         "sharpness": "λ_max of the stability kernel K̃ = K(t)/P = γ0²N JJᵀ/P on the training points",
-        "eos_ratio": "edge-of-stability ratio η·sharpness/2 (linear instability at 1)",
-        "eos_step": "first step with η·sharpness ≥ 2 (-1: none); later sharpness values are NaN",
-        "eos_crossed": "the theory's sharpness reached 2/η",
     },
 )
 

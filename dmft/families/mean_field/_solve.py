@@ -11,8 +11,8 @@
   a file, Q = 0) there is no test loss and the variable is omitted.
 * Sharpness (``solver.sharpness``): λ_max(K(t)/P) of the level-1 tangent kernel on the training points
   (:func:`.problem.stability_sharpness`, spectra.md §10), ``eos_ratio`` = η·sharpness/2, ``eos_step`` and
-  ``eos_crossed``; values after ``eos_step`` are NaN (:func:`eos_variables`). The tangent update it linearizes is
-  only first-order exact in η per step. Full-batch GD only: one-pass SGD has no DMFT route in the notes.
+  ``eos_crossed``; values after ``eos_step`` are NaN (:func:`dmft.results.eos_variables`). The tangent update it
+  linearizes is only first-order exact in η per step. Full-batch GD only: one-pass SGD has no DMFT route in the notes.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
-from jaxtyping import Float
 
 from ...config import Config, ConfigError
-from ...results import mask_after, status_variables
+from ...results import eos_variables, mask_after, status_variables
 from ._types import MeanFieldSolution
 from .problem import (
     MeanFieldData,
@@ -44,7 +43,7 @@ from .problem import (
     stability_sharpness,
 )
 
-__all__ = ["solve_config", "theory_dataset", "solve_arrays", "Engine", "ENGINES", "engine_of", "eos_variables"]
+__all__ = ["solve_config", "theory_dataset", "solve_arrays", "Engine", "ENGINES", "engine_of"]
 
 _MAX_KERNEL_GB = 8.0
 
@@ -217,18 +216,6 @@ def theory_dataset(sol: MeanFieldSolution, level2: dict, cfg: Config, data: Mean
         warnings.warn(f"mean_field DMFT did not converge (residual {float(sol.residual):.3g} > solver.tol = "
                       f"{cfg.solver.tol}): see 'residual'", RuntimeWarning, stacklevel=3)
     return ds
-
-
-def eos_variables(sharpness: Float[np.ndarray, " T"], lr: float) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    """``sharpness``, ``eos_ratio`` = η·sharpness/2, ``eos_step`` (first t with eos_ratio ≥ 1, −1 if none) and
-    ``eos_crossed``, with sharpness and eos_ratio NaN at every t > eos_step (the deep_linear convention)."""
-    s = np.asarray(sharpness, dtype=float)
-    ratio = lr * s / 2
-    crossed = np.flatnonzero(ratio >= 1)
-    k = int(crossed[0]) if crossed.size else -1
-    after = (np.arange(s.shape[0]) > k) & (k >= 0)
-    return {"sharpness": (("t",), np.where(after, np.nan, s)), "eos_ratio": (("t",), np.where(after, np.nan, ratio)),
-            "eos_step": ((), np.asarray(k)), "eos_crossed": ((), np.asarray(k >= 0))}
 
 
 def _add_level2(ds: xr.Dataset, lv: dict, cfg: Config) -> None:
