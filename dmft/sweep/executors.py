@@ -118,7 +118,7 @@ Emit = Callable[[Point, "xr.Dataset"], None]
 
 def _run_local(family: Family, kind: str, groups: list[list[Point]], emit: Emit, batch_size: int | None,
                devices: int | None) -> None:
-    from .sharding import BatchSizer, local_devices, nbytes, run_on_devices
+    from .sharding import BatchSizer, local_devices, nbytes, pad_size, run_on_devices
 
     devs = local_devices(devices)
     sizer = BatchSizer(devs, batch_size)
@@ -127,11 +127,17 @@ def _run_local(family: Family, kind: str, groups: list[list[Point]], emit: Emit,
         return _raw(family, kind, cfgs)
 
     for group in groups:
-        start = 0
+        start, compiled = 0, set()  # padded sizes of this group already run (compiled) once
         while start < len(group):
             chunk = group[start : start + sizer.chunk()]
             start += len(chunk)
-            outs = run_on_devices(run, [p.cfg for p in chunk], devs, sizer.size)
+            size = pad_size(-(-len(chunk) // len(devs)), sizer.size)
+            # a new program: compile it on one device, the others load it from the persistent cache — on GPUs,
+            # whose cache key leaves out the device (jax/_src/cache_key.py); a CPU device's key names the device,
+            # so there every device compiles its own and starting them together is faster
+            first_alone = size not in compiled and devs[0].platform == "gpu"
+            outs = run_on_devices(run, [p.cfg for p in chunk], devs, sizer.size, first_alone=first_alone)
+            compiled.add(size)
             sizer.observe(len(chunk), sum(nbytes(ds) for ds in outs))
             for p, ds in zip(chunk, outs, strict=True):
                 emit(p, _finish(family, kind, ds, p.cfg))

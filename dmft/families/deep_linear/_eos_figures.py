@@ -90,7 +90,7 @@ def eos_learning_rates(grid: xr.Dataset, rtol: float = 0.01) -> xr.DataArray | N
 
     The grid must hold the theory's ``eos_crossed`` (a sweep with ``solver.sharpness = true``); otherwise ``None``.
     The grid gives the bracket (the largest η that did not cross 2/η and the next one, which crossed or diverged);
-    bisection in log η through the solver (:func:`.kernel.eos_lr`) narrows it to ``rtol``. NaN where the grid's η
+    Illinois root bracketing in log η through the solver (:func:`.kernel.eos_lr`) narrows it to ``rtol``. NaN where the grid's η
     do not bracket the crossing (every η below it, or every η past it)."""
     if "eos_crossed" not in grid or "lr" not in grid.dims:
         return None
@@ -120,7 +120,7 @@ def eos_learning_rates(grid: xr.Dataset, rtol: float = 0.01) -> xr.DataArray | N
             try:
                 out[idx] = eos_lr(params_from_config(cfg), cfg.model.depth, cfg.optim.steps, float(lrs[i - 1]),
                                   float(lrs[i]), rtol=rtol, k_max=min(cfg.solver.max_outliers, 2))
-            except ValueError:  # the grid point and the bisection disagree on a side: leave NaN
+            except ValueError:  # the grid point and the solver disagree on a side: leave NaN
                 continue
     coords = {d: crossed[d].values for d in others}
     da = xr.DataArray(out, dims=(*others, "bound"), coords={**coords, "bound": ["lower", "upper"]}, name="eos_lr")
